@@ -1,0 +1,3 @@
+"""btcpred: a real-time BTCUSDT price predictor (core library)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Benchmarks, run as ``btcpred bench <name> [--json]``; results go to ``docs/benchmarks.md``."""

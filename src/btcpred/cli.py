@@ -1,0 +1,146 @@
+"""The ``btcpred`` command: everything a person runs goes through here.
+
+This is an edge module: it may read the environment and the file system, print and exit; the
+work itself is done by the core modules it calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from btcpred.sources.capture import Capture, load_capture
+
+CAPTURE_GLOB = "btcusdt_ws_capture_*.gz"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _default_capture_dir() -> Path:
+    """``fixtures/binance`` in the working directory, else in the source checkout."""
+    for base in (Path.cwd(), _REPO_ROOT):
+        candidate = base / "fixtures" / "binance"
+        if any(candidate.glob(CAPTURE_GLOB)):
+            return candidate
+    return Path.cwd() / "fixtures" / "binance"
+
+
+def _load(paths: Sequence[Path] | None) -> Capture:
+    files = list(paths) if paths else sorted(_default_capture_dir().glob(CAPTURE_GLOB))
+    if not files:
+        raise SystemExit(
+            "btcpred: no capture files found; pass --capture FILE (fixtures/binance/"
+            f"{CAPTURE_GLOB} in the repository)"
+        )
+    for path in files:
+        if not path.is_file():
+            raise SystemExit(f"btcpred: capture file not found: {path}")
+    return load_capture(files)
+
+
+def _pin_to_one_core() -> int | None:
+    """Pin this process to one CPU (the benchmarks' targets are per core); return it."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from btcpred.local.replay import replay
+
+    print("btcpred replay: recorded Binance capture -> SBE frames -> decoder -> events", flush=True)
+    capture = _load(args.capture)
+    print(
+        f"loaded {len(capture.events):,} messages; capture clock offset "
+        f"{capture.clock_offset_us / 1e6:+.3f} s; speed {args.speed:g}x "
+        "(quotes shown when a best price moves)",
+        flush=True,
+    )
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+
+    summary = replay(capture, speed=args.speed, limit=args.limit, emit=emit, quiet=args.quiet)
+    print("-" * 72)
+    for line in summary.lines():
+        print(line)
+    return 1 if summary.mismatches else 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from btcpred.bench.sbe import run_sbe_bench
+
+    cpu = _pin_to_one_core()
+    capture = _load(args.capture)
+    if not args.json:
+        print(
+            f"bench sbe: {len(capture.events):,} messages, {args.rounds} rounds, cpu {cpu}",
+            file=sys.stderr,
+        )
+    result = run_sbe_bench(capture, rounds=args.rounds)
+    data = result.as_dict()
+    if args.json:
+        print(orjson.dumps(data).decode())
+    else:
+        print(f"SBE decode   {data['sbe_frames_per_s']:>12,} frames/s")
+        print(f"JSON parse   {data['json_frames_per_s']:>12,} frames/s (orjson)")
+        print(f"ratio        {data['ratio']:>12}x")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="btcpred", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    replay = sub.add_parser("replay", help="replay the recorded capture through the SBE codec")
+    replay.add_argument(
+        "--capture",
+        type=Path,
+        action="append",
+        help="capture file (repeatable; default: fixtures/binance)",
+    )
+    replay.add_argument(
+        "--speed",
+        type=float,
+        default=30.0,
+        help="times faster than recorded; 0 = no pauses (default 30)",
+    )
+    replay.add_argument("--limit", type=int, default=None, help="stop after N events")
+    replay.add_argument("--quiet", action="store_true", help="print only the summary")
+    replay.set_defaults(func=_cmd_replay)
+
+    bench = sub.add_parser("bench", help="run a benchmark")
+    bench.add_argument("name", choices=["sbe"], help="which benchmark")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--rounds", type=int, default=5, help="timed rounds; the best counts")
+    bench.add_argument("--capture", type=Path, action="append", help="capture file (repeatable)")
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``btcpred`` command line."""
+    args = _parser().parse_args(argv)
+    if getattr(args, "speed", 0) < 0:
+        raise SystemExit("btcpred: --speed must be >= 0")
+    if getattr(args, "limit", None) is not None and args.limit < 0:
+        raise SystemExit("btcpred: --limit must be >= 0")
+    if getattr(args, "rounds", 1) < 1:
+        raise SystemExit("btcpred: --rounds must be >= 1")
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

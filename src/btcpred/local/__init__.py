@@ -1,0 +1,1 @@
+"""Throwaway local Redis and PostgreSQL servers for tests and development."""

@@ -1,0 +1,1 @@
+"""Market-data sources: Binance JSON messages and recorded captures."""

@@ -1,0 +1,108 @@
+"""Shared fixtures: real Redis and PostgreSQL servers for integration tests.
+
+``redis_url`` / ``database_url`` (session scope) come from the ``REDIS_URL`` / ``DATABASE_URL``
+environment variables when set; those servers are used as-is and never started or stopped.
+Otherwise a throwaway server is started on a free 127.0.0.1 port for the session (see
+``btcpred.local.services``). If the server binary is missing the dependent tests are skipped
+locally but FAIL when ``CI`` is "true" or "1": CI never skips service tests.
+
+``redis_client`` empties its database before each test, so a ``REDIS_URL`` must name an empty,
+disposable database: the session refuses to start on one that already holds keys, which keeps
+the tests away from a developer's own data. ``pg_conn`` works inside a fresh ``test_<random>``
+schema it drops afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+
+from btcpred.local.services import (
+    PostgresServer,
+    RedisServer,
+    ServiceNotInstalledError,
+)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"true", "1"}
+
+
+def _server_missing(exc: ServiceNotInstalledError) -> NoReturn:
+    if _in_ci():
+        pytest.fail(f"{exc} (CI never skips service tests; run scripts/ensure-services.sh)")
+    pytest.skip(f"{exc} (or run scripts/ensure-services.sh)")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a Redis database: ``$REDIS_URL`` or a throwaway session server."""
+    given = os.environ.get("REDIS_URL")
+    if given:
+        with redis.Redis.from_url(given) as client:
+            keys = client.dbsize()
+        if keys:
+            pytest.fail(
+                f"REDIS_URL names a database holding {keys} keys; the tests empty their database, "
+                "so point REDIS_URL at an empty, disposable one (or unset it)"
+            )
+        yield given
+        return
+    try:
+        server = RedisServer().start()
+    except ServiceNotInstalledError as exc:
+        _server_missing(exc)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """URL of a PostgreSQL database: ``$DATABASE_URL`` or a throwaway session server."""
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        yield given
+        return
+    try:
+        server = PostgresServer().start()
+    except ServiceNotInstalledError as exc:
+        _server_missing(exc)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A bytes-returning client on an emptied database (FLUSHDB before each test)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=False)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def pg_conn(database_url: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """An autocommit connection whose ``search_path`` is a fresh schema, dropped afterwards."""
+    schema = sql.Identifier(f"test_{secrets.token_hex(6)}")
+    conn = psycopg.connect(database_url, autocommit=True)
+    try:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+        conn.execute(sql.SQL("SET search_path TO {}").format(schema))
+        yield conn
+    finally:
+        conn.close()  # release the test's locks; drop from a fresh connection
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
