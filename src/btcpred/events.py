@@ -71,7 +71,7 @@ def format_decimal(mantissa: int, exponent: int) -> str:
     return f"{sign}{digits[:exponent]}.{digits[exponent:]}"
 
 
-_DECIMAL_RE = re.compile(r"([+-]?)(\d+)(?:\.(\d*))?(?:[eE]([+-]?\d+))?")
+_DECIMAL_RE = re.compile(r"([+-]?)([0-9]+)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
 
 
 def parse_decimal(text: str) -> tuple[int, int]:
