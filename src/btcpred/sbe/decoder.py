@@ -124,16 +124,22 @@ def _new_symbol(raw: bytes, offset: int) -> str:
     return symbol
 
 
-def _group_end(offset: int, size: int, entry_length: int, count: int, known: int) -> int:
-    """Check a group's dimensions (header at ``offset - header``) and return its end offset."""
+def _group_end(
+    header: int, header_size: int, size: int, entry_length: int, count: int, known: int
+) -> int:
+    """Check a group's dimensions and return the offset just past its entries.
+
+    ``header`` is where the group header starts (blockLength u16, then numInGroup), the entries
+    start ``header_size`` bytes later. Errors name the offending header field.
+    """
     if entry_length < known:
         raise DecodeError(
-            _R.BAD_BLOCK_LENGTH, offset, f"entry blockLength {entry_length} < {known}"
+            _R.BAD_BLOCK_LENGTH, header, f"entry blockLength {entry_length} < {known}"
         )
-    end = offset + entry_length * count
+    end = header + header_size + entry_length * count
     if end > size:
         raise DecodeError(
-            _R.GROUP_OVERFLOW, offset, f"{count} entries of {entry_length} bytes, have {size}"
+            _R.GROUP_OVERFLOW, header + 2, f"{count} entries of {entry_length} bytes, have {size}"
         )
     return end
 
@@ -144,8 +150,8 @@ def _trades(frame: Buffer, size: int, block_length: int, version: int, recv: int
     if pos + _GROUP.size > size:
         raise DecodeError(_R.TRUNCATED, pos, "trades group header missing")
     entry_length, count = _GROUP.unpack_from(frame, pos)
+    end = _group_end(pos, _GROUP.size, size, entry_length, count, _TRADE_ENTRY.size)
     pos += _GROUP.size
-    end = _group_end(pos, size, entry_length, count, _TRADE_ENTRY.size)
     symbol = _symbol(frame, end, size, version)
     trades: list[Event] = []
     unpack = _TRADE_ENTRY.unpack_from
@@ -186,8 +192,8 @@ def _levels(frame: Buffer, pos: int, size: int) -> tuple[tuple[Level, ...], int]
     if pos + _GROUP16.size > size:
         raise DecodeError(_R.TRUNCATED, pos, "level group header missing")
     entry_length, count = _GROUP16.unpack_from(frame, pos)
+    end = _group_end(pos, _GROUP16.size, size, entry_length, count, _LEVEL.size)
     pos += _GROUP16.size
-    end = _group_end(pos, size, entry_length, count, _LEVEL.size)
     if entry_length == _LEVEL.size:
         levels: tuple[Level, ...] = tuple(_LEVEL.iter_unpack(frame[pos:end]))
     else:

@@ -39,8 +39,13 @@ def _check(name: str, value: int, bounds: tuple[int, int]) -> None:
         raise EncodeError(f"{name}={value} does not fit the schema's type")
 
 
+_U16 = (0, 0xFFFF)
+
+
 def _header(root_length: int, template: TemplateId, version: int) -> bytes:
     # messageHeader: blockLength, templateId, schemaId, version; all uint16.
+    _check("version", version, _U16)
+    _check("root blockLength", root_length, _U16)
     return (
         struct.pack("<H", root_length)
         + struct.pack("<H", int(template))
@@ -61,6 +66,7 @@ def _levels(levels: Sequence[Level], entry_extra: bytes) -> bytes:
     # groupSize16Encoding: blockLength uint16, numInGroup uint16; entries price int64, qty int64.
     if len(levels) > 0xFFFF:
         raise EncodeError(f"{len(levels)} levels exceed the uint16 group count")
+    _check("level blockLength", 16 + len(entry_extra), _U16)
     out = [struct.pack("<H", 16 + len(entry_extra)), struct.pack("<H", len(levels))]
     for price, qty in levels:
         _check("level price", price, _I64)
@@ -105,7 +111,9 @@ def encode_trades(
         + struct.pack("<b", qty_exponent)
         + root_extra
     )
-    # groupSizeEncoding: blockLength uint16, numInGroup uint32
+    # groupSizeEncoding: blockLength uint16, numInGroup uint32 (maxValue 2^31 - 1)
+    _check("trade blockLength", 25 + len(entry_extra), _U16)
+    _check("trade count", len(entries), (0, 2**31 - 1))
     group = struct.pack("<H", 25 + len(entry_extra)) + struct.pack("<I", len(entries))
     return (
         _header(len(root), TemplateId.TRADES, version)
