@@ -6,6 +6,7 @@ import pytest
 
 from btcpred.events import BestBidAsk, DepthDiff, DepthSnapshot, Trade
 from btcpred.sources.binance_json import MessageError, parse_message
+from tests.samples import TRADE, TRADE_RECEIVED_NS
 
 # Recorded messages from the capture in fixtures/binance.
 TRADE_MSG = (
@@ -25,24 +26,13 @@ SNAPSHOT_MSG = (
     b'{"lastUpdateId":50093239218,"bids":[["61837.63000000","3.78826000"]],'
     b'"asks":[["61837.64000000","1.54698000"]]}'
 )
-RECV = 1723161254087896568
+RECV = TRADE_RECEIVED_NS
 
 
 def test_trade_in_combined_stream_envelope() -> None:
     event = parse_message(TRADE_MSG, RECV)
 
-    assert event == Trade(
-        "BTCUSDT",
-        1723161255343000,
-        1723161255342000,
-        3735683259,
-        6183763000000,
-        2000000,
-        -8,
-        -8,
-        True,
-        RECV,
-    )
+    assert event == TRADE
 
 
 def test_book_ticker_event_time_is_receive_time_plus_clock_offset() -> None:

@@ -11,26 +11,12 @@ from btcpred.events import (
     BestBidAsk,
     DecimalFormatError,
     DepthDiff,
-    Trade,
     format_decimal,
     parse_decimal,
     to_decimal,
     to_float,
 )
-
-# A real trade from the capture: {"p":"61837.63000000","q":"0.02000000","T":1723161255342,...}
-TRADE = Trade(
-    "BTCUSDT",
-    1723161255343000,
-    1723161255342000,
-    3735683259,
-    6183763000000,
-    2000000,
-    -8,
-    -8,
-    True,
-    1723161254087896568,
-)
+from tests.samples import TRADE
 
 
 @pytest.mark.parametrize(

@@ -15,31 +15,8 @@ from btcpred.records import (
     pack_records,
     unpack_record,
 )
+from tests.samples import QUOTE, TRADE
 
-TRADE = Trade(
-    "BTCUSDT",
-    1723161255343000,
-    1723161255342000,
-    3735683259,
-    6183763000000,
-    2000000,
-    -8,
-    -8,
-    True,
-    1723161254087896568,
-)
-QUOTE = BestBidAsk(
-    "BTCUSDT",
-    1723161255363000,
-    50093239212,
-    -8,
-    -8,
-    6183763000000,
-    378826000,
-    6183764000000,
-    154698000,
-    1723161254087891268,
-)
 DIFF = DepthDiff(
     "BTCUSDT",
     1723161255308000,
