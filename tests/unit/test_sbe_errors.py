@@ -23,53 +23,16 @@ from btcpred.sbe import (
     encode_depth_snapshot,
     encode_trades,
 )
+from tests.sbe_golden_frames import GOLDEN_BBA, GOLDEN_DIFF, GOLDEN_SNAPSHOT, GOLDEN_TRADES
 
 R = DecodeErrorReason
 
-# Template 10000, two trades (90 bytes): header @0, root @8, group header @26 (blockLength u16,
-# numInGroup u32), entries @32 and @57 (25 bytes each, isBuyerMaker at +24), symbol @82.
-TRADES = bytes.fromhex(
-    "1200102701000000"  # header: blockLength 18, templateId 10000, schemaId 1, version 0
-    "98f383be341f0600b0ef83be341f0600f8f8"  # eventTime, transactTime, exponents -8/-8
-    "190002000000"  # trades group: blockLength 25, numInGroup 2 (u32)
-    "bb00aade00000000c03affc49f05000080841e000000000001"  # id, price, qty, isBuyerMaker 1
-    "bc00aade00000000c03affc49f050000003e49000000000000"  # id, price, qty, isBuyerMaker 0
-    "0742544355534454"  # symbol: length 7, "BTCUSDT"
-)
-# Template 10001 (66 bytes): header @0, root @8 (50 bytes), symbol @58.
-BBA = bytes.fromhex(
-    "3200112701000000"  # header: blockLength 50, templateId 10001, schemaId 1, version 0
-    "b84184be341f0600ac2bcaa90b000000f8f8"  # eventTime, bookUpdateId, exponents -8/-8
-    "c03affc49f050000106d941600000000"  # bidPrice, bidQty
-    "007d0ec59f0500001081380900000000"  # askPrice, askQty
-    "0742544355534454"  # symbol: length 7, "BTCUSDT"
-)
-# Template 10002 (90 bytes): bids group header @26 (u16, u16), entry @30; asks @46, entries @50
-# and @66; symbol @82.
-SNAPSHOT = bytes.fromhex(
-    "1200122701000000"  # header: blockLength 18, templateId 10002, schemaId 1, version 0
-    "40d284be341f0600ac2bcaa90b000000f8f8"  # eventTime, bookUpdateId, exponents -8/-8
-    "10000100"  # bids group: blockLength 16, numInGroup 1 (u16)
-    "c03affc49f050000106d941600000000"  # bids[0] price, qty
-    "10000200"  # asks group: blockLength 16, numInGroup 2 (u16)
-    "007d0ec59f0500001081380900000000"  # asks[0] price, qty
-    "40bf1dc59f05000000e1f50500000000"  # asks[1] price, qty
-    "0742544355534454"  # symbol: length 7, "BTCUSDT"
-)
-# Template 10003 (130 bytes): bids group header @34, entry @38; asks @54, entries @58..@106;
+# The golden frames (per-field layout in tests/sbe_golden_frames.py). Offsets used below:
+# trades (90 bytes): group header @26 (blockLength u16, numInGroup u32), entries @32 and @57
+# (isBuyerMaker at +24), symbol @82. Best bid/ask (66 bytes): symbol @58. Snapshot (90 bytes):
+# bids group header @26, asks @46, symbol @82. Depth diff (130 bytes): bids @34, asks @54,
 # symbol @122.
-DIFF = bytes.fromhex(
-    "1a00132701000000"  # header: blockLength 26, templateId 10003, schemaId 1, version 0
-    "e06a83be341f0600a32bcaa90b000000a72bcaa90b000000f8f8"  # eventTime, first, last, exps
-    "10000100"  # bids group: blockLength 16, numInGroup 1 (u16)
-    "c048eaca0f0500000000000000000000"  # bids[0] price, qty 0
-    "10000400"  # asks group: blockLength 16, numInGroup 4 (u16)
-    "00d770c79f050000e058ed0100000000"  # asks[0]
-    "80d7c0ec9f050000b8d6640200000000"  # asks[1]
-    "80d63b59a005000078954c0000000000"  # asks[2]
-    "c0184b59a00500000000000000000000"  # asks[3] qty 0
-    "0742544355534454"  # symbol: length 7, "BTCUSDT"
-)
+TRADES, BBA, SNAPSHOT, DIFF = GOLDEN_TRADES, GOLDEN_BBA, GOLDEN_SNAPSHOT, GOLDEN_DIFF
 GOLDENS = {"trades": TRADES, "best_bid_ask": BBA, "snapshot": SNAPSHOT, "depth_diff": DIFF}
 
 

@@ -10,33 +10,26 @@ from __future__ import annotations
 
 import struct
 
+import msgspec
 import pytest
 
-from btcpred.events import BestBidAsk, DepthDiff, DepthSnapshot, Event, Trade
-from btcpred.sbe import (
-    DecodeError,
-    DecodeErrorReason,
-    decode,
-    encode_best_bid_ask,
-    encode_depth_diff,
-    encode_depth_snapshot,
-    encode_trades,
+from btcpred.events import Event
+from btcpred.sbe import DecodeError, DecodeErrorReason, decode
+from tests.sbe_golden_frames import (
+    BBA_EVENT,
+    DIFF_EVENT,
+    GOLDEN_TRADES,
+    SNAPSHOT_EVENT,
+    TRADES_EVENTS,
+    encode_golden_bba,
+    encode_golden_diff,
+    encode_golden_snapshot,
+    encode_golden_trades,
 )
 
 R = DecodeErrorReason
 
-# The version-0 golden trades frame (see test_sbe_golden.py for the per-field breakdown).
-TRADES_V0 = bytes.fromhex(
-    "1200102701000000"  # header: blockLength 18, templateId 10000, schemaId 1, version 0
-    "98f383be341f0600b0ef83be341f0600f8f8"  # eventTime, transactTime, exponents -8/-8
-    "190002000000"  # trades group: blockLength 25, numInGroup 2
-    "bb00aade00000000c03affc49f05000080841e000000000001"  # trade 3735683259, maker
-    "bc00aade00000000c03affc49f050000003e49000000000000"  # trade 3735683260, not maker
-    "0742544355534454"  # symbol "BTCUSDT"
-)
-
-# The same trades as a version-1 frame, by hand: 4 new bytes in the root block (N = 4) and 3
-# new bytes in every trade entry (M = 3).
+TRADES_V0 = GOLDEN_TRADES  # the per-field breakdown is in tests/sbe_golden_frames.py
 ROOT_EXTRA = bytes.fromhex("deadbeef")
 ENTRY_EXTRA = bytes.fromhex("aabbcc")
 TRADES_V1 = bytes.fromhex(
@@ -67,116 +60,25 @@ TRADES_V1 = bytes.fromhex(
 # A variable-length field a newer version might append after the symbol (varString8 "hello").
 EXTRA_VAR_DATA = b"\x05hello"
 
-EXPECTED_TRADES = [
-    Trade(
-        "BTCUSDT", 1723161255343000, 1723161255342000, 3735683259, 6183763000000, 2000000, -8, -8,
-        True,
-    ),
-    Trade(
-        "BTCUSDT", 1723161255343000, 1723161255342000, 3735683260, 6183763000000, 4800000, -8, -8,
-        False,
-    ),
-]  # fmt: skip
+
+def _without_receive_time(events: list[Event]) -> list[Event]:
+    return [msgspec.structs.replace(event, receive_time_ns=0) for event in events]
 
 
-def trades_frame(version: int, root_extra: bytes = b"", entry_extra: bytes = b"") -> bytes:
-    return encode_trades(
-        "BTCUSDT",
-        1723161255343000,
-        1723161255342000,
-        -8,
-        -8,
-        [(3735683259, 6183763000000, 2000000, True), (3735683260, 6183763000000, 4800000, False)],
-        version=version,
-        root_extra=root_extra,
-        entry_extra=entry_extra,
-    )
-
-
-def bba_frame(version: int, root_extra: bytes = b"", entry_extra: bytes = b"") -> bytes:
-    # The best bid/ask message has no group: entry_extra does not apply.
-    return encode_best_bid_ask(
-        "BTCUSDT",
-        1723161255363000,
-        50093239212,
-        -8,
-        -8,
-        (6183763000000, 378826000),
-        (6183764000000, 154698000),
-        version=version,
-        root_extra=root_extra,
-    )
-
-
-def snapshot_frame(version: int, root_extra: bytes = b"", entry_extra: bytes = b"") -> bytes:
-    return encode_depth_snapshot(
-        "BTCUSDT",
-        1723161255400000,
-        50093239212,
-        -8,
-        -8,
-        [(6183763000000, 378826000)],
-        [(6183764000000, 154698000), (6183765000000, 100000000)],
-        version=version,
-        root_extra=root_extra,
-        entry_extra=entry_extra,
-    )
-
-
-def diff_frame(version: int, root_extra: bytes = b"", entry_extra: bytes = b"") -> bytes:
-    return encode_depth_diff(
-        "BTCUSDT",
-        1723161255308000,
-        50093239203,
-        50093239207,
-        -8,
-        -8,
-        [(5565387000000, 0)],
-        [
-            (6183804000000, 32332000),
-            (6184430000000, 40163000),
-            (6186250000000, 5019000),
-            (6186251000000, 0),
-        ],
-        version=version,
-        root_extra=root_extra,
-        entry_extra=entry_extra,
-    )
+EXPECTED_TRADES = _without_receive_time(TRADES_EVENTS)
 
 
 EXPECTED = {
     "trades": EXPECTED_TRADES,
-    "best_bid_ask": [
-        BestBidAsk(
-            "BTCUSDT", 1723161255363000, 50093239212, -8, -8,
-            6183763000000, 378826000, 6183764000000, 154698000,
-        )
-    ],
-    "snapshot": [
-        DepthSnapshot(
-            "BTCUSDT", 1723161255400000, 50093239212, -8, -8,
-            ((6183763000000, 378826000),),
-            ((6183764000000, 154698000), (6183765000000, 100000000)),
-        )
-    ],
-    "depth_diff": [
-        DepthDiff(
-            "BTCUSDT", 1723161255308000, 50093239203, 50093239207, -8, -8,
-            ((5565387000000, 0),),
-            (
-                (6183804000000, 32332000),
-                (6184430000000, 40163000),
-                (6186250000000, 5019000),
-                (6186251000000, 0),
-            ),
-        )
-    ],
-}  # fmt: skip
+    "best_bid_ask": _without_receive_time([BBA_EVENT]),
+    "snapshot": _without_receive_time([SNAPSHOT_EVENT]),
+    "depth_diff": _without_receive_time([DIFF_EVENT]),
+}
 BUILDERS = {
-    "trades": trades_frame,
-    "best_bid_ask": bba_frame,
-    "snapshot": snapshot_frame,
-    "depth_diff": diff_frame,
+    "trades": encode_golden_trades,
+    "best_bid_ask": encode_golden_bba,
+    "snapshot": encode_golden_snapshot,
+    "depth_diff": encode_golden_diff,
 }
 # (root_extra, entry_extra) pairs: small, odd-sized, and large enough to look like groups.
 EXTRAS = [
@@ -222,7 +124,7 @@ def test_hand_made_v1_trades_frame_has_the_grown_block_lengths() -> None:
 
 def test_encoder_v1_trades_frame_equals_the_hand_made_frame() -> None:
     # Act
-    frame = trades_frame(1, ROOT_EXTRA, ENTRY_EXTRA)
+    frame = encode_golden_trades(1, ROOT_EXTRA, ENTRY_EXTRA)
 
     # Assert
     assert frame.hex() == TRADES_V1.hex()
