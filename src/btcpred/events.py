@@ -13,6 +13,7 @@ several times cheaper to create than frozen dataclasses, which matters at 10^5-1
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import TypeAlias
 
@@ -26,8 +27,10 @@ __all__ = [
     "Event",
     "Level",
     "Trade",
+    "common_exponent",
     "format_decimal",
     "parse_decimal",
+    "rescale",
     "to_decimal",
     "to_float",
 ]
@@ -97,6 +100,32 @@ def parse_decimal(text: str) -> tuple[int, int]:
     mantissa = int(whole + frac)
     exponent = (int(exp) if exp else 0) - len(frac)
     return (-mantissa if sign == "-" else mantissa), exponent
+
+
+def rescale(mantissa: int, exponent: int, target: int) -> int:
+    """Express ``mantissa * 10**exponent`` as a mantissa at ``target``, exactly.
+
+    Raises
+    ------
+    DecimalFormatError
+        If the value has digits finer than ``target`` allows (it would have to be rounded).
+    """
+    if exponent >= target:
+        factor: int = 10 ** (exponent - target)
+        return mantissa * factor
+    scale: int = 10 ** (target - exponent)
+    if mantissa % scale:
+        raise DecimalFormatError(f"value needs exponent {exponent}, finer than {target}")
+    return mantissa // scale
+
+
+def common_exponent(values: Sequence[tuple[int, int]], default: int) -> tuple[list[int], int]:
+    """Bring ``(mantissa, exponent)`` decimals to one exponent (the smallest), exactly.
+
+    ``default`` is the exponent returned for an empty sequence.
+    """
+    exponent = min((e for _, e in values), default=default)
+    return [rescale(m, e, exponent) for m, e in values], exponent
 
 
 class Trade(msgspec.Struct, frozen=True, gc=False):

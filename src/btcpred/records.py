@@ -24,14 +24,15 @@ import orjson
 
 from btcpred.events import (
     BestBidAsk,
-    DecimalFormatError,
     DepthDiff,
     DepthSnapshot,
     Event,
     Level,
     Trade,
+    common_exponent,
     format_decimal,
     parse_decimal,
+    rescale,
 )
 
 __all__ = [
@@ -152,29 +153,16 @@ def _decimal(value: Any) -> tuple[int, int]:
     raise TypeError(f"expected a decimal string, got {type(value).__name__}")
 
 
-def _rescale(value: tuple[int, int], exponent: int) -> int:
-    """Express a decimal at ``exponent`` exactly, or fail if that would round it."""
-    mantissa, own = value
-    if own >= exponent:
-        factor: int = 10 ** (own - exponent)
-        return mantissa * factor
-    scale: int = 10 ** (exponent - own)
-    if mantissa % scale:
-        raise DecimalFormatError(f"value needs exponent {own}, finer than {exponent}")
-    return mantissa // scale
-
-
 def _pair(a: Any, b: Any) -> tuple[int, int, int]:
     """Two decimals at one common exponent: (mantissa a, mantissa b, exponent)."""
-    da, db = _decimal(a), _decimal(b)
-    exponent = min(da[1], db[1])
-    return _rescale(da, exponent), _rescale(db, exponent), exponent
+    (ma, mb), exponent = common_exponent([_decimal(a), _decimal(b)], 0)
+    return ma, mb, exponent
 
 
 def _levels_in(raw: Any, price_exp: int, qty_exp: int) -> tuple[Level, ...]:
     if not isinstance(raw, list):
         raise TypeError("levels must be a list of [price, quantity]")
-    return tuple((_rescale(_decimal(p), price_exp), _rescale(_decimal(q), qty_exp)) for p, q in raw)
+    return tuple((rescale(*_decimal(p), price_exp), rescale(*_decimal(q), qty_exp)) for p, q in raw)
 
 
 def _trade(msg: dict[str, Any], symbol: str, ts: int, recv: int) -> Trade:

@@ -109,3 +109,16 @@ def test_microsecond_streams() -> None:
 def test_malformed_messages_raise_message_error(raw: bytes, fragment: str) -> None:
     with pytest.raises(MessageError, match=fragment):
         parse_message(raw)
+
+
+def test_prices_with_different_exponents_are_brought_to_the_finer_one() -> None:
+    raw = BOOK_TICKER_MSG.replace(b'"b":"61837.63000000"', b'"b":"61837.6"')
+
+    event = parse_message(raw, RECV)
+
+    assert isinstance(event, BestBidAsk)
+    assert (event.bid_price_mantissa, event.ask_price_mantissa, event.price_exponent) == (
+        6183760000000,
+        6183764000000,
+        -8,
+    )

@@ -27,10 +27,14 @@ from btcpred.events import (
     Event,
     Level,
     Trade,
+    common_exponent,
     parse_decimal,
 )
 
 __all__ = ["MessageError", "parse_message", "parse_payload"]
+
+_DEFAULT_EXPONENT = -8
+"""Exponent of a depth update without any level (no string to read it from): Binance's usual."""
 
 
 class MessageError(ValueError):
@@ -121,12 +125,6 @@ def _str(value: Any) -> str:
     return value
 
 
-def _common_exponent(values: list[tuple[int, int]]) -> tuple[list[int], int]:
-    """Bring decimals to one exponent (the smallest) without rounding."""
-    exponent = min(e for _, e in values) if values else -8
-    return [m * 10 ** (e - exponent) for m, e in values], exponent
-
-
 def _trade(obj: dict[str, Any], recv: int, unit: int) -> Trade:
     price, price_exp = parse_decimal(obj["p"])
     qty, qty_exp = parse_decimal(obj["q"])
@@ -148,9 +146,11 @@ def _trade(obj: dict[str, Any], recv: int, unit: int) -> Trade:
 
 
 def _book_ticker(obj: dict[str, Any], recv: int, event_time_us: int) -> BestBidAsk:
-    (bid, ask), price_exp = _common_exponent([parse_decimal(obj["b"]), parse_decimal(obj["a"])])
-    (bid_qty, ask_qty), qty_exp = _common_exponent(
-        [parse_decimal(obj["B"]), parse_decimal(obj["A"])]
+    (bid, ask), price_exp = common_exponent(
+        [parse_decimal(obj["b"]), parse_decimal(obj["a"])], _DEFAULT_EXPONENT
+    )
+    (bid_qty, ask_qty), qty_exp = common_exponent(
+        [parse_decimal(obj["B"]), parse_decimal(obj["A"])], _DEFAULT_EXPONENT
     )
     return BestBidAsk(
         _str(obj["s"]),
@@ -173,8 +173,12 @@ def _book(
     bids_raw = obj[bid_key]
     asks_raw = obj[ask_key]
     levels = [*bids_raw, *asks_raw]
-    prices, price_exp = _common_exponent([parse_decimal(level[0]) for level in levels])
-    qtys, qty_exp = _common_exponent([parse_decimal(level[1]) for level in levels])
+    prices, price_exp = common_exponent(
+        [parse_decimal(level[0]) for level in levels], _DEFAULT_EXPONENT
+    )
+    qtys, qty_exp = common_exponent(
+        [parse_decimal(level[1]) for level in levels], _DEFAULT_EXPONENT
+    )
     pairs = tuple(zip(prices, qtys, strict=True))
     split = len(bids_raw)
     return pairs[:split], pairs[split:], price_exp, qty_exp
