@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
@@ -94,6 +94,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="btcpred", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,18 +124,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--speed",
-        type=float,
+        type=_non_negative_float,
         default=30.0,
         help="times faster than recorded; 0 = no pauses (default 30)",
     )
-    replay.add_argument("--limit", type=int, default=None, help="stop after N events")
+    replay.add_argument("--limit", type=_count(0), default=None, help="stop after N events")
     replay.add_argument("--quiet", action="store_true", help="print only the summary")
     replay.set_defaults(func=_cmd_replay)
 
     bench = sub.add_parser("bench", help="run a benchmark")
     bench.add_argument("name", choices=["sbe"], help="which benchmark")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--rounds", type=int, default=5, help="timed rounds; the best counts")
+    bench.add_argument("--rounds", type=_count(1), default=5, help="timed rounds; the best counts")
     bench.add_argument("--capture", type=Path, action="append", help="capture file (repeatable)")
     bench.set_defaults(func=_cmd_bench)
     return parser
@@ -127,12 +144,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``btcpred`` command line."""
     args = _parser().parse_args(argv)
-    if getattr(args, "speed", 0) < 0:
-        raise SystemExit("btcpred: --speed must be >= 0")
-    if getattr(args, "limit", None) is not None and args.limit < 0:
-        raise SystemExit("btcpred: --limit must be >= 0")
-    if getattr(args, "rounds", 1) < 1:
-        raise SystemExit("btcpred: --rounds must be >= 1")
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:

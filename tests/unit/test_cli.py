@@ -65,3 +65,10 @@ def test_negative_speed_is_rejected() -> None:
 
     assert done.returncode != 0
     assert "--speed" in done.stderr
+
+
+def test_zero_bench_rounds_are_rejected() -> None:
+    done = _btcpred("bench", "sbe", "--rounds", "0")
+
+    assert done.returncode == 2
+    assert "--rounds: must be >= 1" in done.stderr
