@@ -94,6 +94,32 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_features(args: argparse.Namespace) -> int:
+    from btcpred.features import FeatureEngine
+    from btcpred.features.batch import snapshots_from_klines, write_csv
+    from btcpred.klines import KlineFormatError, read_klines
+
+    for path in args.klines:
+        if not path.is_file():
+            raise SystemExit(f"btcpred: klines file not found: {path}")
+    engine = FeatureEngine(args.symbol)
+    klines = (kline for path in args.klines for kline in read_klines(path))
+    out = sys.stdout if args.output is None else args.output.open("w", encoding="ascii")
+    rows = 0
+    try:
+        for rows in write_csv(snapshots_from_klines(klines, engine), out):
+            if args.output is not None and rows % 20_000 == 0:
+                print(f"features: {rows:,} bars", file=sys.stderr, flush=True)
+    except KlineFormatError as exc:
+        raise SystemExit(f"btcpred: {exc}") from None
+    finally:
+        if args.output is not None:
+            out.close()
+    if args.output is not None:
+        print(f"features: wrote {rows:,} rows to {args.output}", file=sys.stderr)
+    return 0
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:  # also rejects nan
@@ -131,6 +157,18 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--limit", type=_count(0), default=None, help="stop after N events")
     replay.add_argument("--quiet", action="store_true", help="print only the summary")
     replay.set_defaults(func=_cmd_replay)
+
+    features = sub.add_parser("features", help="features at each bar close of 1-minute klines")
+    features.add_argument(
+        "--klines",
+        type=Path,
+        action="append",
+        required=True,
+        help="kline CSV, 6- or 12-column, .gz or plain (repeatable, in time order)",
+    )
+    features.add_argument("--output", type=Path, help="CSV file to write (default: stdout)")
+    features.add_argument("--symbol", default="BTCUSDT", help="symbol name (default BTCUSDT)")
+    features.set_defaults(func=_cmd_features)
 
     bench = sub.add_parser("bench", help="run a benchmark")
     bench.add_argument("name", choices=["sbe"], help="which benchmark")

@@ -9,7 +9,8 @@ bar at the same close (Binance reports such minutes the same way). A silence lon
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import copy
+from typing import Any, Protocol, TypeVar
 
 __all__ = ["BarIndicator", "BarSeries"]
 
@@ -20,6 +21,9 @@ class BarIndicator(Protocol):
     def update(self, close: float) -> None: ...
 
     def reset(self) -> None: ...
+
+
+_I = TypeVar("_I", bound=BarIndicator)
 
 
 class BarSeries:
@@ -61,6 +65,22 @@ class BarSeries:
             else:
                 self._commit(self.close, 1 + skipped)
         self.bar = bar
+
+    def view_at(self, sec: int, indicator: _I) -> tuple[_I, float | None]:
+        """``indicator`` (one of ours) as it would be at second ``sec``, and the forming close.
+
+        Nothing is committed: when ``sec`` lies in a later bar, a copy is advanced instead.
+        """
+        bar = sec // self.interval_s
+        if bar <= self.bar or self.close is None or self.bar < 0:
+            return indicator, self.close
+        ahead = copy.deepcopy(indicator)
+        if bar - self.bar - 1 > self.max_gap_bars:
+            ahead.reset()
+        else:
+            for _ in range(bar - self.bar):
+                ahead.update(self.close)
+        return ahead, self.close
 
     def update(self, sec: int, price: float) -> None:
         """A price at second ``sec``; a price for an already committed bar is ignored."""

@@ -163,18 +163,7 @@ class FeatureEngine:
 
     # -- output ----------------------------------------------------------------------------
 
-    def advance(self, now_us: int) -> None:
-        """Let time pass to ``now_us`` (never backwards): windows slide, bars finish."""
-        if now_us > self.now_us:
-            self.now_us = now_us
-        if self.now_us < 0:
-            return
-        sec = self.now_us // _US
-        self._windows.advance(sec)
-        self._short_bars.advance(sec)
-        self._long_bars.advance(sec)
-
-    def _window_features(self, price: float | None) -> dict[str, float | None]:
+    def _window_features(self, price: float | None, sec: int) -> dict[str, float | None]:
         spec, windows = self.spec, self._windows
         short, long_ = spec.short_window_s, spec.long_window_s
         out: dict[str, float | None] = dict.fromkeys(
@@ -189,15 +178,15 @@ class FeatureEngine:
         )
         if price is None:
             return out
-        if windows.covered(short):
-            qty, pq, count = windows.totals(short)
+        if windows.covered(short, sec):
+            qty, pq, count = windows.totals(short, sec)
             out["volume"] = qty
             out["vwap"] = None if math.isnan(pq) else (pq / qty if qty > 0 else price)
             out["trade_intensity"] = None if math.isnan(count) else count / short
-        if windows.covered(long_):
-            out["volume_avg_1m"] = windows.totals(long_)[0] / (long_ / short)
+        if windows.covered(long_, sec):
+            out["volume_avg_1m"] = windows.totals(long_, sec)[0] / (long_ / short)
         for name, window in (("price_change_1m", short), ("price_change_5m", long_)):
-            before = windows.price_before(window)
+            before = windows.price_before(window, sec)
             out[name] = None if before is None or before <= 0 else price / before - 1.0
         return out
 
@@ -212,27 +201,32 @@ class FeatureEngine:
             "order_book_imbalance": (bid_value - ask_value) / total if total > 0 else 0.0,
         }
 
-    def _indicator_features(self, price: float | None) -> dict[str, float | None]:
-        short_close, long_close = self._short_bars.close, self._long_bars.close
+    def _indicator_features(self, price: float | None, sec: int) -> dict[str, float | None]:
+        rsi, long_close = self._long_bars.view_at(sec, self._rsi)
+        macd, short_close = self._short_bars.view_at(sec, self._macd)
+        bands, _ = self._short_bars.view_at(sec, self._bands)
         return {
-            "rsi_5m": None if long_close is None else self._rsi.peek(long_close),
-            "macd_signal": None if short_close is None else self._macd.peek(short_close),
-            "bollinger_position": (
-                None if short_close is None else self._bands.peek(short_close, price)
-            ),
+            "rsi_5m": None if long_close is None else rsi.peek(long_close),
+            "macd_signal": None if short_close is None else macd.peek(short_close),
+            "bollinger_position": None if short_close is None else bands.peek(short_close, price),
         }
 
     def snapshot(self, now_us: int | None = None) -> FeatureSnapshot:
-        """The features at ``now_us`` (default: the newest event's time); time moves forward."""
-        self.advance(self.now_us if now_us is None else now_us)
+        """The features at ``now_us`` (default and minimum: the newest event's time).
+
+        Read-only: taking a snapshot never changes what later events produce, so snapshots may
+        be taken at any cadence (per batch, per bar close) without changing the features.
+        """
+        at_us = self.now_us if now_us is None else max(now_us, self.now_us)
+        sec = at_us // _US
         price = self.last_price
         values = {
             "price": price,
-            **self._window_features(price),
+            **self._window_features(price, sec),
             **self._quote_features(),
-            **self._indicator_features(price),
+            **self._indicator_features(price, sec),
         }
-        return FeatureSnapshot.build(self.symbol, max(self.now_us, 0) // 1000, values)
+        return FeatureSnapshot.build(self.symbol, max(at_us, 0) // 1000, values)
 
     # -- state -----------------------------------------------------------------------------
 

@@ -92,28 +92,36 @@ class TradeWindows:
         self._count[i] += _NAN if trades is None else float(trades)
         self._close[i] = close
 
-    def _slice(self, values: list[float], window_s: int) -> list[float]:
-        size, end = self.size, self._sec % self.size
-        start = (self._sec - window_s + 1) % size
+    def _slice(self, values: list[float], first: int, last: int) -> list[float]:
+        """Values of the buckets for seconds ``first..last`` (within the ring, ``last`` current)."""
+        if first > last:
+            return []
+        size = self.size
+        start, end = first % size, last % size
         return values[start : end + 1] if start <= end else values[start:] + values[: end + 1]
 
-    def covered(self, window_s: int) -> bool:
-        """True when every second of the window was observed."""
-        return self._sec >= 0 and self._sec - window_s + 1 >= self.coverage_start_s
+    def covered(self, window_s: int, at_sec: int) -> bool:
+        """True when every second of the window ending at ``at_sec`` was observed."""
+        return self._sec >= 0 and at_sec - window_s + 1 >= self.coverage_start_s
 
-    def totals(self, window_s: int) -> tuple[float, float, float]:
-        """``(Σqty, Σprice·qty, trades)`` over the window (NaN where a total is unknown)."""
+    def totals(self, window_s: int, at_sec: int) -> tuple[float, float, float]:
+        """``(Σqty, Σprice·qty, trades)`` over the window ending at ``at_sec`` (NaN = unknown).
+
+        ``at_sec`` may lie after the newest bucket (time passed without trades); nothing moves.
+        """
+        first, last = max(at_sec - window_s + 1, self._sec - self.size + 1), self._sec
         return (
-            sum(self._slice(self._qty, window_s)),
-            sum(self._slice(self._pq, window_s)),
-            sum(self._slice(self._count, window_s)),
+            sum(self._slice(self._qty, first, last)),
+            sum(self._slice(self._pq, first, last)),
+            sum(self._slice(self._count, first, last)),
         )
 
-    def price_before(self, window_s: int) -> float | None:
-        """The last price at or before the end of second ``s(t) − window_s``, if known."""
-        if self._sec < 0 or self._sec - window_s < self.coverage_start_s - 1:
+    def price_before(self, window_s: int, at_sec: int) -> float | None:
+        """The last price at or before the end of second ``at_sec − window_s``, if known."""
+        target = at_sec - window_s
+        if self._sec < 0 or target < self.coverage_start_s - 1:
             return None
-        price = self._close[(self._sec - window_s) % self.size]
+        price = self._close[min(target, self._sec) % self.size]
         return None if math.isnan(price) else price
 
     def state(self) -> list[Any]:
