@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import psycopg
@@ -24,11 +25,13 @@ import pytest
 import redis
 from psycopg import sql
 
+from btcpred.klines import Kline, read_klines
 from btcpred.local.services import (
     PostgresServer,
     RedisServer,
     ServiceNotInstalledError,
 )
+from btcpred.sources.capture import Capture, load_capture
 
 
 def _in_ci() -> bool:
@@ -106,3 +109,19 @@ def pg_conn(database_url: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
         conn.close()  # release the test's locks; drop from a fresh connection
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "binance"
+WARMUP_KLINES = FIXTURES / "btcusdt_1m_2024-08-08T18_2024-08-09T0010.csv.gz"
+
+
+@pytest.fixture(scope="session")
+def capture() -> Capture:
+    """The recorded Binance capture (fixtures/binance), loaded once per session."""
+    return load_capture(sorted(FIXTURES.glob("btcusdt_ws_capture_*.gz")))
+
+
+@pytest.fixture(scope="session")
+def warmup_klines() -> list[Kline]:
+    """The 370 one-minute klines of 2024-08-08 18:00 .. 2024-08-09 00:09 (real data)."""
+    return list(read_klines(WARMUP_KLINES))

@@ -11,12 +11,23 @@ record a :class:`~btcpred.records.RecordFormatError` (a poison record).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import msgspec
 
 from btcpred.records import RecordFormatError
 
-__all__ = ["DepthMessage", "Message", "QuoteMessage", "TradeMessage", "decode_record"]
+__all__ = [
+    "BookUpdate",
+    "DepthMessage",
+    "Message",
+    "QuoteMessage",
+    "QuoteUpdate",
+    "TradeMessage",
+    "TradeUpdate",
+    "Update",
+    "decode_record",
+]
 
 
 class TradeMessage(msgspec.Struct, tag_field="message_type", tag="trade", gc=False):
@@ -79,16 +90,77 @@ def number(text: str, *, positive: bool) -> float:
     return value
 
 
-def decode_record(data: bytes) -> list[Message]:
-    """The messages of one record's data (a message or a JSON array of them).
+class TradeUpdate(NamedTuple):
+    """A validated trade, ready for :meth:`FeatureEngine.add_trade` (time = trade time, µs)."""
+
+    symbol: str
+    time_us: int
+    trade_id: int
+    price: float
+    qty: float
+
+
+class QuoteUpdate(NamedTuple):
+    """A validated best bid/ask, ready for :meth:`FeatureEngine.add_quote`."""
+
+    symbol: str
+    time_us: int
+    update_id: int
+    bid: float
+    bid_qty: float
+    ask: float
+    ask_qty: float
+
+
+class BookUpdate(NamedTuple):
+    """A depth message: counted, not used by any feature."""
+
+    symbol: str
+    time_us: int
+
+
+Update = TradeUpdate | QuoteUpdate | BookUpdate
+
+
+def _update(message: Message) -> Update:
+    if isinstance(message, TradeMessage):
+        return TradeUpdate(
+            message.symbol,
+            message.transact_time or message.timestamp,
+            message.trade_id,
+            number(message.price, positive=True),
+            number(message.quantity, positive=False),
+        )
+    if isinstance(message, QuoteMessage):
+        return QuoteUpdate(
+            message.symbol,
+            message.timestamp,
+            message.update_id,
+            number(message.bid_price, positive=True),
+            number(message.bid_quantity, positive=False),
+            number(message.ask_price, positive=True),
+            number(message.ask_quantity, positive=False),
+        )
+    return BookUpdate(message.symbol, message.timestamp)
+
+
+def decode_record(data: bytes) -> list[Update]:
+    """The validated updates of one record's data (a message or a JSON array of them).
 
     Raises
     ------
     RecordFormatError
-        The data is not a valid record (see the module docstring).
+        The data is not a valid record (see the module docstring); it names the message index.
     """
     try:
         decoded = _DECODER.decode(data)
     except msgspec.DecodeError as exc:
         raise RecordFormatError(f"record is not valid: {exc}") from None
-    return decoded if isinstance(decoded, list) else [decoded]
+    messages = decoded if isinstance(decoded, list) else [decoded]
+    updates = []
+    for index, message in enumerate(messages):
+        try:
+            updates.append(_update(message))
+        except RecordFormatError as exc:
+            raise RecordFormatError(f"message {index}: {exc}") from None
+    return updates
