@@ -7,10 +7,12 @@ work itself is done by the core modules it calls.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -73,24 +75,54 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 1 if summary.mismatches else 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _bench_sbe(args: argparse.Namespace, capture: Capture, cpu: int | None) -> dict[str, Any]:
     from btcpred.bench.sbe import run_sbe_bench
 
-    cpu = _pin_to_one_core()
-    capture = _load(args.capture)
     if not args.json:
         print(
             f"bench sbe: {len(capture.events):,} messages, {args.rounds} rounds, cpu {cpu}",
             file=sys.stderr,
         )
-    result = run_sbe_bench(capture, rounds=args.rounds)
-    data = result.as_dict()
-    if args.json:
-        print(orjson.dumps(data).decode())
-    else:
+    data: dict[str, Any] = run_sbe_bench(capture, rounds=args.rounds).as_dict()
+    if not args.json:
         print(f"SBE decode   {data['sbe_frames_per_s']:>12,} frames/s")
         print(f"JSON parse   {data['json_frames_per_s']:>12,} frames/s (orjson)")
         print(f"ratio        {data['ratio']:>12}x")
+    return data
+
+
+def _bench_aggregator(args: argparse.Namespace, capture: Capture) -> dict[str, Any]:
+    from btcpred.bench.aggregator import run_aggregator_bench
+    from btcpred.local.services import RedisServer
+
+    def say(line: str) -> None:
+        if not args.json:
+            print(f"bench aggregator: {line}", file=sys.stderr, flush=True)
+
+    with contextlib.ExitStack() as stack:
+        url = args.redis_url or stack.enter_context(RedisServer()).url
+        say(f"redis {url}, one CPU per side")
+        result = run_aggregator_bench(capture, url, rounds=args.rounds, progress=say)
+    data: dict[str, Any] = result.as_dict()
+    if not args.json:
+        print(f"handler      {data['events_per_s']:>12,} events/s (Powertools + engine + Redis)")
+        print(f"reference    {data['reference_events_per_s']:>12,} events/s (pandas recompute)")
+        print(f"ratio        {data['ratio']:>12}x")
+        print(f"peak RSS     {data['peak_rss_mb']:>12} MB (handler process)")
+    return data
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    cpu = _pin_to_one_core()
+    capture = _load(args.capture)
+    if args.rounds is None:
+        args.rounds = 5 if args.name == "sbe" else 3
+    if args.name == "sbe":
+        data = _bench_sbe(args, capture, cpu)
+    else:
+        data = _bench_aggregator(args, capture)
+    if args.json:
+        print(orjson.dumps(data).decode())
     return 0
 
 
@@ -171,9 +203,17 @@ def _parser() -> argparse.ArgumentParser:
     features.set_defaults(func=_cmd_features)
 
     bench = sub.add_parser("bench", help="run a benchmark")
-    bench.add_argument("name", choices=["sbe"], help="which benchmark")
+    bench.add_argument("name", choices=["sbe", "aggregator"], help="which benchmark")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--rounds", type=_count(1), default=5, help="timed rounds; the best counts")
+    bench.add_argument(
+        "--rounds",
+        type=_count(1),
+        default=None,
+        help="timed rounds, the best counts (sbe 5, aggregator 3)",
+    )
+    bench.add_argument(
+        "--redis-url", help="aggregator: use this empty Redis instead of a throwaway"
+    )
     bench.add_argument("--capture", type=Path, action="append", help="capture file (repeatable)")
     bench.set_defaults(func=_cmd_bench)
     return parser

@@ -14,7 +14,7 @@ from btcpred.aggregator import (
     StoreConflictError,
     StoreUnavailableError,
 )
-from btcpred.aggregator.messages import TradeUpdate
+from btcpred.aggregator.messages import TradeMessage
 from btcpred.aggregator.store import StoreTransaction
 from btcpred.local.services import free_port
 
@@ -26,7 +26,11 @@ def batch(first_id: int, count: int, first_seq: int) -> list[DecodedRecord]:
         DecodedRecord(
             SHARD,
             first_seq + i,
-            [TradeUpdate("BTCUSDT", 1_723_161_600_000_000 + i * 1000, first_id + i, 61_000.0, 0.1)],
+            [
+                TradeMessage(
+                    "BTCUSDT", 1_723_161_600_000_000 + i * 1000, first_id + i, 61_000.0, 0.1
+                )
+            ],
         )
         for i in range(count)
     ]

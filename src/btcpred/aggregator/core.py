@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from btcpred.aggregator.messages import QuoteUpdate, TradeUpdate, Update, decode_record
+from btcpred.aggregator.messages import Message, QuoteMessage, TradeMessage, decode_record
 from btcpred.aggregator.store import BatchCommit, FeatureStore
 from btcpred.features.engine import EngineStateError, FeatureEngine
 from btcpred.features.snapshot import FeatureSnapshot
@@ -51,7 +51,7 @@ class DecodedRecord:
 
     shard_id: str
     sequence_number: int
-    messages: list[Update]
+    messages: list[Message]
     poison: bool = False
 
 
@@ -165,7 +165,7 @@ class Aggregator:
         result.snapshots = batch.snapshots
         return result
 
-    def _engine(self, first: Update, state: bytes | None, result: BatchResult) -> FeatureEngine:
+    def _engine(self, first: Message, state: bytes | None, result: BatchResult) -> FeatureEngine:
         symbol = first.symbol
         if state is not None:
             try:
@@ -186,12 +186,24 @@ class Aggregator:
         return engine
 
     @staticmethod
-    def _apply_message(engine: FeatureEngine, message: Update, result: BatchResult) -> None:
+    def _apply_message(engine: FeatureEngine, message: Message, result: BatchResult) -> None:
         result.events += 1
-        if isinstance(message, TradeUpdate):
-            fresh = engine.add_trade(*message[1:])
-        elif isinstance(message, QuoteUpdate):
-            fresh = engine.add_quote(*message[1:])
+        if isinstance(message, TradeMessage):
+            fresh = engine.add_trade(
+                message.transact_time or message.timestamp,
+                message.trade_id,
+                message.price,
+                message.quantity,
+            )
+        elif isinstance(message, QuoteMessage):
+            fresh = engine.add_quote(
+                message.timestamp,
+                message.update_id,
+                message.bid_price,
+                message.bid_quantity,
+                message.ask_price,
+                message.ask_quantity,
+            )
         else:
             return
         if not fresh:
