@@ -10,10 +10,10 @@ STAMP  := $(VENV)/.installed
 
 test: $(STAMP) services lint typecheck pytest
 
-run: $(STAMP)
+run: $(STAMP) services
 	$(BIN)/btcpred replay
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-lambda.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "btcpred needs Python >= 3.11 (found $$($(PYTHON) --version))"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
@@ -40,8 +40,9 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) services
 	$(BIN)/btcpred bench sbe
+	$(BIN)/btcpred bench aggregator
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build src/*.egg-info

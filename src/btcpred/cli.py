@@ -16,9 +16,11 @@ from typing import Any
 
 import orjson
 
+from btcpred.events import Event
 from btcpred.sources.capture import Capture, load_capture
 
 CAPTURE_GLOB = "btcusdt_ws_capture_*.gz"
+WARMUP_GLOB = "btcusdt_1m_2024-08-08T18_*.csv.gz"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,6 +33,12 @@ def _default_capture_dir() -> Path:
     return Path.cwd() / "fixtures" / "binance"
 
 
+def _default_warmup_klines() -> Path | None:
+    for path in _default_capture_dir().glob(WARMUP_GLOB):
+        return path
+    return None
+
+
 def _load(paths: Sequence[Path] | None) -> Capture:
     files = list(paths) if paths else sorted(_default_capture_dir().glob(CAPTURE_GLOB))
     if not files:
@@ -41,7 +49,13 @@ def _load(paths: Sequence[Path] | None) -> Capture:
     for path in files:
         if not path.is_file():
             raise SystemExit(f"btcpred: capture file not found: {path}")
-    return load_capture(files)
+    capture = load_capture(files)
+    if not capture.events:
+        raise SystemExit(
+            f"btcpred: no market messages in {', '.join(map(str, files))} "
+            f"({len(capture.rejected)} unreadable lines); is it a capture file?"
+        )
+    return capture
 
 
 def _pin_to_one_core() -> int | None:
@@ -53,22 +67,71 @@ def _pin_to_one_core() -> int | None:
     return cpu
 
 
+def _local_aggregation(
+    stack: contextlib.ExitStack, capture: Capture, klines_path: Path | None
+) -> Callable[[list[Event]], list[str]]:
+    """A private Redis (and a local Binance REST server for warm-up) behind the aggregator."""
+    import redis
+
+    from btcpred.klines import read_klines
+    from btcpred.local.binance_rest_server import BinanceRestServer
+    from btcpred.local.pipeline import LocalAggregation, format_features
+    from btcpred.local.services import RedisServer, ServiceNotInstalledError
+
+    try:
+        server = stack.enter_context(RedisServer())
+    except ServiceNotInstalledError as exc:
+        raise SystemExit(
+            f"btcpred: {exc}; run scripts/ensure-services.sh (make run does)"
+        ) from None
+    rest_url = None
+    if klines_path is not None and klines_path.is_file():
+        start_ms = capture.events[0].event_time_us // 1000
+        history = [k for k in read_klines(klines_path) if k.open_time_ms <= start_ms]
+        rest = stack.enter_context(BinanceRestServer(history, now_ms=lambda: start_ms))
+        rest_url = rest.url
+    print(
+        f"features: aggregator -> private Redis {server.url}; warm-up "
+        f"{'from local Binance REST ' + rest_url if rest_url else 'none (cold start)'}",
+        flush=True,
+    )
+    client = stack.enter_context(redis.Redis.from_url(server.url))
+    local = LocalAggregation(client, rest_url=rest_url)
+    return lambda events: [format_features(snap) for snap in local.add(events)]
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from btcpred.local.replay import replay
 
-    print("btcpred replay: recorded Binance capture -> SBE frames -> decoder -> events", flush=True)
+    print(
+        "btcpred replay: recorded Binance capture -> SBE frames -> decoder -> events "
+        "-> Kinesis records -> aggregator -> Redis features",
+        flush=True,
+    )
     capture = _load(args.capture)
     print(
         f"loaded {len(capture.events):,} messages; capture clock offset "
         f"{capture.clock_offset_us / 1e6:+.3f} s; speed {args.speed:g}x "
-        "(quotes shown when a best price moves)",
+        "(quotes shown when a best price moves; features once per second of market time)",
         flush=True,
     )
 
     def emit(line: str) -> None:
         print(line, flush=True)
 
-    summary = replay(capture, speed=args.speed, limit=args.limit, emit=emit, quiet=args.quiet)
+    with contextlib.ExitStack() as stack:
+        on_events = None
+        if not args.no_features:
+            klines = args.klines if args.klines is not None else _default_warmup_klines()
+            on_events = _local_aggregation(stack, capture, klines)
+        summary = replay(
+            capture,
+            speed=args.speed,
+            limit=args.limit,
+            emit=emit,
+            quiet=args.quiet,
+            on_events=on_events,
+        )
     print("-" * 72)
     for line in summary.lines():
         print(line)
@@ -188,6 +251,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--limit", type=_count(0), default=None, help="stop after N events")
     replay.add_argument("--quiet", action="store_true", help="print only the summary")
+    replay.add_argument(
+        "--no-features", action="store_true", help="codec only: no Redis, no aggregator"
+    )
+    replay.add_argument(
+        "--klines",
+        type=Path,
+        help="1-minute klines the local REST server serves for warm-up (default: fixtures)",
+    )
     replay.set_defaults(func=_cmd_replay)
 
     features = sub.add_parser("features", help="features at each bar close of 1-minute klines")

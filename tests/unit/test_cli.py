@@ -11,7 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-CAPTURE = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "binance").glob("*.gz"))[0]
+CAPTURE = sorted(
+    (Path(__file__).resolve().parents[2] / "fixtures" / "binance").glob("btcusdt_ws_capture_*.gz")
+)[0]
 
 
 def _btcpred(*args: str) -> subprocess.CompletedProcess[str]:
@@ -72,3 +74,50 @@ def test_zero_bench_rounds_are_rejected() -> None:
 
     assert done.returncode == 2
     assert "--rounds: must be >= 1" in done.stderr
+
+
+def test_a_file_without_market_messages_is_a_clear_error() -> None:
+    klines = CAPTURE.parent / "btcusdt_1m_2024-08-08T18_2024-08-09T0010.csv.gz"
+
+    done = _btcpred("bench", "sbe", "--json", "--rounds", "1", "--capture", str(klines))
+
+    assert done.returncode != 0
+    assert "no market messages" in done.stderr
+
+
+def test_features_writes_one_row_per_kline(tmp_path: Path) -> None:
+    klines = CAPTURE.parent / "btcusdt_1m_2024-08-08T18_2024-08-09T0010.csv.gz"
+    out = tmp_path / "features.csv"
+
+    done = _btcpred("features", "--klines", str(klines), "--output", str(out))
+
+    assert done.returncode == 0, done.stderr
+    rows = out.read_text().splitlines()
+    assert rows[0].split(",")[:3] == ["timestamp", "price", "volume"]
+    assert len(rows) == 1 + 370
+    last = rows[-1].split(",")
+    assert last[0] == "1723162199999"  # close of the 00:09 UTC bar
+    assert last[1] == "61444.94"
+    assert last[8] == ""  # bid_ask_spread: klines carry no quotes
+
+
+def test_features_reports_a_malformed_klines_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("open_time_ms,open,high,low,close,volume\n1723161600000,1,2,0.5,x,3\n")
+
+    done = _btcpred("features", "--klines", str(bad))
+
+    assert done.returncode != 0
+    assert "bad.csv:2" in done.stderr
+
+
+def test_bench_aggregator_json_runs_the_handler_and_the_reference(small_capture: Path) -> None:
+    done = _btcpred(
+        "bench", "aggregator", "--json", "--rounds", "1", "--capture", str(small_capture)
+    )
+
+    assert done.returncode == 0, done.stderr
+    result = orjson.loads(done.stdout)
+    assert set(result) >= {"events_per_s", "reference_events_per_s", "ratio", "peak_rss_mb"}
+    assert result["events"] == 299  # the REST depth snapshot is not a stream event
+    assert result["peak_rss_mb"] > 0

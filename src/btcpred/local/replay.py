@@ -104,6 +104,7 @@ def replay(
     limit: int | None,
     emit: Callable[[str], None],
     quiet: bool = False,
+    on_events: Callable[[list[Event]], list[str]] | None = None,
 ) -> ReplaySummary:
     """Replay ``capture`` through encode → decode, emitting lines; return the summary.
 
@@ -117,6 +118,9 @@ def replay(
         Where output lines go (``print`` in the CLI, a list's ``append`` in tests).
     quiet
         Emit nothing per event, only let the caller print the summary.
+    on_events
+        Called with each frame's decoded events; the lines it returns are emitted after them
+        (the local stack's features).
     """
     events = capture.events if limit is None else capture.events[:limit]
     summary = ReplaySummary(rejected_lines=len(capture.rejected))
@@ -143,4 +147,8 @@ def replay(
             summary.events[type(event).__name__] += 1
             if not quiet and _interesting(event, last_quote):
                 emit(format_event(event))
+        if on_events is not None:
+            for line in on_events(decoded):
+                if not quiet:
+                    emit(line)
     return summary
