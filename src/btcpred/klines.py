@@ -103,9 +103,10 @@ def kline_from_row(row: Sequence[object], interval_ms: int = 60_000) -> Kline:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="ascii", newline="")
-    return io.TextIOWrapper(path.open("rb"), encoding="ascii", newline="")
+    # Non-ASCII bytes become U+FFFD, which no number parses: the row then fails with file:line
+    # (strict decoding raised a bare UnicodeDecodeError naming neither).
+    raw = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")  # noqa: SIM115
+    return io.TextIOWrapper(raw, encoding="ascii", errors="replace", newline="")
 
 
 def read_klines(path: Path, interval_ms: int = 60_000) -> Iterator[Kline]:
