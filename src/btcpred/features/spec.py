@@ -7,6 +7,7 @@ Definitions in words: ``docs/features.md``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import asdict, dataclass
 from typing import Final
@@ -58,6 +59,7 @@ class FeatureSpec:
 DEFAULT_SPEC: Final = FeatureSpec()
 
 
+@functools.lru_cache(maxsize=16)
 def spec_hash(spec: FeatureSpec = DEFAULT_SPEC) -> str:
     """``sha256:<hex>`` over the feature names, schema version and every spec parameter."""
     payload = {"features": FEATURE_NAMES, "schema_version": SCHEMA_VERSION, **asdict(spec)}

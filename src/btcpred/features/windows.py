@@ -144,7 +144,7 @@ class TradeWindows:
         for target, values in zip(
             (windows._qty, windows._pq, windows._count, windows._close), state[3:7], strict=True
         ):
-            if len(values) != windows.size:
-                raise ValueError("window state has the wrong length")
-            target[:] = [float(v) for v in values]
+            if len(values) != windows.size or not all(type(v) is float for v in values):
+                raise ValueError("window state has the wrong length or type")
+            target[:] = values
         return windows
