@@ -24,7 +24,6 @@ from btcpred.aggregator import (
     Aggregator,
     BatchResult,
     DecodedRecord,
-    PoisonPolicy,
     RedisFeatureStore,
     StoreKeys,
     rest_warmer,
@@ -53,7 +52,7 @@ def build(settings: AggregatorSettings) -> Aggregator:
     if settings.warmup_from_rest:
         rest = BinanceRestClient(settings.binance_rest_url, timeout_s=settings.rest_timeout_s)
         warmer = rest_warmer(lambda s, i, n, end: rest.recent_klines(s, i, n, end_time_ms=end))
-    return Aggregator(store, warmer=warmer, poison_policy=PoisonPolicy(settings.poison_policy))
+    return Aggregator(store, warmer=warmer, poison_policy=settings.poison_policy)
 
 
 def _emit(result: BatchResult, decoded: list[DecodedRecord], failed: int, seconds: float) -> None:

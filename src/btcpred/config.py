@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+from btcpred.aggregator.core import PoisonPolicy
+
 __all__ = ["AggregatorSettings", "ConfigError", "Env"]
 
 _T = TypeVar("_T")
@@ -42,6 +44,7 @@ class Env(enum.StrEnum):
 
 
 _PREFIX: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_HOST: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -83,6 +86,19 @@ def _prefix(text: str) -> str:
     return text
 
 
+def _host(text: str) -> str:
+    if not _HOST.fullmatch(text):
+        raise ValueError("must be a host name or IPv4 address (letters, digits, '.', '-')")
+    return text
+
+
+def _policy(text: str) -> PoisonPolicy:
+    try:
+        return PoisonPolicy(text.lower())
+    except ValueError:
+        raise ValueError("must be skip or report") from None
+
+
 def _url(text: str) -> str:
     if not re.fullmatch(r"(https?|rediss?)://\S+", text):
         raise ValueError("must be an http(s):// or redis(s):// URL")
@@ -99,7 +115,7 @@ class AggregatorSettings:
     features_ttl_s: int = 300
     state_ttl_s: int = 86_400
     history_length: int = 10
-    poison_policy: str = "skip"
+    poison_policy: PoisonPolicy = PoisonPolicy.SKIP
     binance_rest_url: str = "https://data-api.binance.vision"
     warmup_from_rest: bool = True
     rest_timeout_s: float = 3.0
@@ -116,13 +132,10 @@ class AggregatorSettings:
         d = cls()
         url = _read(env, Env.REDIS_URL, "", _url)
         if not url:
-            host = _read(env, Env.REDIS_HOST, "localhost", _prefix)
+            host = _read(env, Env.REDIS_HOST, "localhost", _host)
             port = _read(env, Env.REDIS_PORT, 6379, _positive_int)
             scheme = "rediss" if _read(env, Env.REDIS_TLS, False, _bool) else "redis"
             url = f"{scheme}://{host}:{port}/0"
-        policy = _read(env, Env.POISON_RECORD_POLICY, d.poison_policy, str.lower)
-        if policy not in {"skip", "report"}:
-            raise ConfigError(f"{Env.POISON_RECORD_POLICY.value}={policy!r}: skip or report")
         return cls(
             redis_url=url,
             features_prefix=_read(env, Env.REDIS_FEATURES_KEY_PREFIX, d.features_prefix, _prefix),
@@ -130,7 +143,7 @@ class AggregatorSettings:
             features_ttl_s=_read(env, Env.FEATURES_TTL_SECONDS, d.features_ttl_s, _positive_int),
             state_ttl_s=_read(env, Env.STATE_TTL_SECONDS, d.state_ttl_s, _positive_int),
             history_length=_read(env, Env.FEATURES_HISTORY_LENGTH, d.history_length, _positive_int),
-            poison_policy=policy,
+            poison_policy=_read(env, Env.POISON_RECORD_POLICY, d.poison_policy, _policy),
             binance_rest_url=_read(env, Env.BINANCE_REST_URL, d.binance_rest_url, _url),
             warmup_from_rest=_read(env, Env.WARMUP_FROM_REST, d.warmup_from_rest, _bool),
             rest_timeout_s=_read(env, Env.REST_TIMEOUT_SECONDS, d.rest_timeout_s, _positive_float),
