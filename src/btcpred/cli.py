@@ -12,12 +12,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from btcpred.events import Event
 from btcpred.sources.capture import Capture, load_capture
+
+if TYPE_CHECKING:
+    from btcpred.local.pipeline import LocalAggregation
 
 CAPTURE_GLOB = "btcusdt_ws_capture_*.gz"
 WARMUP_GLOB = "btcusdt_1m_2024-08-08T18_*.csv.gz"
@@ -69,13 +71,13 @@ def _pin_to_one_core() -> int | None:
 
 def _local_aggregation(
     stack: contextlib.ExitStack, capture: Capture, klines_path: Path | None
-) -> Callable[[list[Event]], list[str]]:
+) -> LocalAggregation:
     """A private Redis (and a local Binance REST server for warm-up) behind the aggregator."""
     import redis
 
     from btcpred.klines import read_klines
     from btcpred.local.binance_rest_server import BinanceRestServer
-    from btcpred.local.pipeline import LocalAggregation, format_features
+    from btcpred.local.pipeline import LocalAggregation
     from btcpred.local.services import RedisServer, ServiceNotInstalledError
 
     try:
@@ -96,11 +98,11 @@ def _local_aggregation(
         flush=True,
     )
     client = stack.enter_context(redis.Redis.from_url(server.url))
-    local = LocalAggregation(client, rest_url=rest_url)
-    return lambda events: [format_features(snap) for snap in local.add(events)]
+    return LocalAggregation(client, rest_url=rest_url)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from btcpred.local.pipeline import format_features
     from btcpred.local.replay import replay
 
     print(
@@ -120,10 +122,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     with contextlib.ExitStack() as stack:
-        on_events = None
+        local, on_events = None, None
         if not args.no_features:
             klines = args.klines if args.klines is not None else _default_warmup_klines()
-            on_events = _local_aggregation(stack, capture, klines)
+            local = _local_aggregation(stack, capture, klines)
+            on_events = local.formatted
         summary = replay(
             capture,
             speed=args.speed,
@@ -132,6 +135,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             on_events=on_events,
         )
+        if local is not None and not args.quiet:
+            for snap in local.finish():  # the last, partial batch
+                emit(format_features(snap))
     print("-" * 72)
     for line in summary.lines():
         print(line)

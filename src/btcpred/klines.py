@@ -29,15 +29,11 @@ from pathlib import Path
 import msgspec
 
 __all__ = [
-    "INTERVAL_MS",
     "Kline",
     "KlineFormatError",
     "kline_from_row",
     "read_klines",
 ]
-
-INTERVAL_MS: dict[str, int] = {"1m": 60_000, "5m": 300_000}
-"""Bar lengths the project uses, by Binance's interval name."""
 
 _SIX_COLUMN_HEADER = ["open_time_ms", "open", "high", "low", "close", "volume"]
 _MICROSECOND_TIMES = 10**14  # an epoch time above this is in µs (ms reach it in year 5138)

@@ -190,7 +190,7 @@ class Aggregator:
         result.events += 1
         if isinstance(message, TradeMessage):
             fresh = engine.add_trade(
-                message.transact_time or message.timestamp,
+                message.time_us,
                 message.trade_id,
                 message.price,
                 message.quantity,

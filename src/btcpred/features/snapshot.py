@@ -60,11 +60,6 @@ class FeatureSnapshot(msgspec.Struct, frozen=True, kw_only=True):
         """Per feature: True when it has a value."""
         return {name: getattr(self, name) is not None for name in FEATURE_NAMES}
 
-    @property
-    def all_warm(self) -> bool:
-        """True when every feature has a value."""
-        return all(value is not None for value in self.values())
-
     def to_document(self) -> dict[str, Any]:
         """The ``features:{S}:latest`` document: seed schema + ``schema_version`` + ``warm``."""
         doc: dict[str, Any] = {"symbol": self.symbol, "timestamp": self.timestamp}

@@ -38,11 +38,6 @@ class TradeWindows:
         self._sec = -1  # the current (newest) bucket's second; -1 before any data
         self.coverage_start_s = -1  # the first second whose data were fully observed
 
-    @property
-    def current_second(self) -> int:
-        """The newest bucket's second (−1 before any data)."""
-        return self._sec
-
     def advance(self, sec: int) -> None:
         """Move the newest bucket forward to ``sec`` (never backwards), opening empty seconds."""
         old = self._sec

@@ -61,6 +61,10 @@ class LocalAggregation:
             self._pending.append(event)
         return out
 
+    def formatted(self, events: Sequence[Event]) -> list[str]:
+        """:meth:`add`, with each completed batch's features as a printable line."""
+        return [format_features(snap) for snap in self.add(events)]
+
     def finish(self) -> list[FeatureSnapshot]:
         """Flush what is left."""
         if self._pending:
