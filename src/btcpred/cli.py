@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,15 +57,6 @@ def _load(paths: Sequence[Path] | None) -> Capture:
             f"({len(capture.rejected)} unreadable lines); is it a capture file?"
         )
     return capture
-
-
-def _pin_to_one_core() -> int | None:
-    """Pin this process to one CPU (the benchmarks' targets are per core); return it."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cpu = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpu})
-    return cpu
 
 
 def _local_aggregation(
@@ -182,7 +172,9 @@ def _bench_aggregator(args: argparse.Namespace, capture: Capture) -> dict[str, A
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    cpu = _pin_to_one_core()
+    from btcpred.bench import pin_to_one_cpu
+
+    cpu = pin_to_one_cpu()
     capture = _load(args.capture)
     if args.rounds is None:
         args.rounds = 5 if args.name == "sbe" else 3

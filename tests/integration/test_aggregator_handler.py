@@ -6,7 +6,6 @@ no Redis, no handler), so the tests check the handler's plumbing and its exactly
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,7 +21,12 @@ from btcpred.events import BestBidAsk, DepthSnapshot, Event, Trade
 from btcpred.features import FeatureEngine
 from btcpred.klines import Kline
 from btcpred.local.binance_rest_server import BinanceRestServer
-from btcpred.local.kinesis import LocalLambdaContext, kinesis_event, sequence_numbers
+from btcpred.local.kinesis import (
+    LocalLambdaContext,
+    kinesis_event,
+    load_lambda_module,
+    sequence_numbers,
+)
 from btcpred.local.services import free_port
 from btcpred.records import KinesisRecord, pack_records
 from btcpred.sources.capture import Capture
@@ -33,12 +37,7 @@ SYMBOL = "BTCUSDT"
 
 def load_handler() -> ModuleType:
     """A fresh import of the handler module: a Lambda cold start."""
-    spec = importlib.util.spec_from_file_location("aggregator_handler", HANDLER)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_lambda_module(HANDLER, "aggregator_handler")
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ events/s counts every event in the records (depth included) over the best round'
 from __future__ import annotations
 
 import gc
-import importlib.util
 import io
 import multiprocessing
 import resource
@@ -30,8 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from btcpred.bench import pin_to_one_cpu
 from btcpred.events import DepthSnapshot, Event
-from btcpred.local.kinesis import LocalLambdaContext, kinesis_event, sequence_numbers
+from btcpred.local.kinesis import (
+    LocalLambdaContext,
+    kinesis_event,
+    load_lambda_module,
+    sequence_numbers,
+)
 from btcpred.records import pack_records
 from btcpred.sources.capture import Capture
 
@@ -94,13 +99,6 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _pin() -> None:
-    import os
-
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
-
 def _time_rounds(run: Callable[[], None], reset: Callable[[], object], rounds: int) -> float:
     best = float("inf")
     for _ in range(rounds):
@@ -117,15 +115,12 @@ def _handler_side(redis_url: str, events: list[dict[str, Any]], rounds: int) -> 
 
     import redis
 
-    _pin()
+    pin_to_one_cpu()
+    # the child process plays the Lambda runtime: its configuration is the environment
     os.environ.update(
         REDIS_URL=redis_url, WARMUP_FROM_REST="false", POWERTOOLS_METRICS_NAMESPACE="btcpred"
     )
-    spec = importlib.util.spec_from_file_location("aggregator_handler", HANDLER)
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"aggregator handler not found at {HANDLER}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_lambda_module(HANDLER, "aggregator_handler")
     client, context, sink = redis.Redis.from_url(redis_url), LocalLambdaContext(), io.StringIO()
 
     def run() -> None:
@@ -148,7 +143,7 @@ def _reference_side(
 
     from btcpred.bench.naive import NaiveAggregator
 
-    _pin()
+    pin_to_one_cpu()
     client = redis.Redis.from_url(redis_url)
     holder: list[NaiveAggregator] = []
 

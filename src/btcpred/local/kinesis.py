@@ -8,18 +8,43 @@ grow within a shard, and ``eventID = "<shardId>:<sequenceNumber>"``.
 from __future__ import annotations
 
 import base64
+import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Final
 
 from btcpred.records import KinesisRecord
 
-__all__ = ["FIRST_SEQUENCE", "LocalLambdaContext", "kinesis_event", "sequence_numbers"]
+__all__ = [
+    "FIRST_SEQUENCE",
+    "LocalLambdaContext",
+    "kinesis_event",
+    "load_lambda_module",
+    "sequence_numbers",
+]
 
 FIRST_SEQUENCE: Final = 49_590_338_271_490_256_608_559_692_538_361_571_095_921_575_989_136_588_898
 """A real-looking first sequence number (Kinesis' are 56-digit decimals)."""
 
 _ACCOUNT, _REGION = "123456789012", "eu-west-1"
+
+
+def load_lambda_module(path: Path, name: str) -> ModuleType:
+    """Import a handler file as a fresh module: what a Lambda cold start does.
+
+    Raises
+    ------
+    FileNotFoundError
+        No handler at ``path`` (the ``lambdas/`` tree is in the source checkout only).
+    """
+    spec = importlib.util.spec_from_file_location(name, path)
+    if not path.is_file() or spec is None or spec.loader is None:
+        raise FileNotFoundError(f"no Lambda handler at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def sequence_numbers(count: int, start: int = FIRST_SEQUENCE, step: int = 1_000) -> list[int]:
