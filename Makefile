@@ -13,7 +13,8 @@ test: $(STAMP) services lint typecheck pytest
 run: $(STAMP) services
 	$(BIN)/btcpred replay
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-lambda.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-lambda.txt requirements-train.txt \
+		pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "btcpred needs Python >= 3.11 (found $$($(PYTHON) --version))"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
@@ -43,6 +44,7 @@ pytest: $(STAMP)
 bench: $(STAMP) services
 	$(BIN)/btcpred bench sbe
 	$(BIN)/btcpred bench aggregator
+	$(BIN)/btcpred bench model
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build src/*.egg-info

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from btcpred.cli_model import add_parsers
 from btcpred.sources.capture import Capture, load_capture
 
 if TYPE_CHECKING:
     from btcpred.local.pipeline import LocalAggregation
+    from btcpred.model import OnnxModel
 
 CAPTURE_GLOB = "btcusdt_ws_capture_*.gz"
 WARMUP_GLOB = "btcusdt_1m_2024-08-08T18_*.csv.gz"
@@ -59,8 +61,26 @@ def _load(paths: Sequence[Path] | None) -> Capture:
     return capture
 
 
+def _replay_model(args: argparse.Namespace) -> OnnxModel | None:
+    """The model whose predictions the replay prints: ``--model``, else the shipped one."""
+    from btcpred.cli_model import default_registry, open_model
+
+    if args.no_model:
+        return None
+    model = open_model(args.model or default_registry())
+    if model.metadata.window != 1:
+        raise SystemExit(
+            f"btcpred: {model.version} is a sequence model; the replay serves one-point models"
+        )
+    print(f"predictions: {model.version} (ONNX, one intra-op thread)", flush=True)
+    return model
+
+
 def _local_aggregation(
-    stack: contextlib.ExitStack, capture: Capture, klines_path: Path | None
+    stack: contextlib.ExitStack,
+    capture: Capture,
+    klines_path: Path | None,
+    model: OnnxModel | None,
 ) -> LocalAggregation:
     """A private Redis (and a local Binance REST server for warm-up) behind the aggregator."""
     import redis
@@ -88,16 +108,16 @@ def _local_aggregation(
         flush=True,
     )
     client = stack.enter_context(redis.Redis.from_url(server.url))
-    return LocalAggregation(client, rest_url=rest_url)
+    return LocalAggregation(client, rest_url=rest_url, model=model)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from btcpred.local.pipeline import format_features
+    from btcpred.local.pipeline import format_features, format_prediction
     from btcpred.local.replay import replay
 
     print(
         "btcpred replay: recorded Binance capture -> SBE frames -> decoder -> events "
-        "-> Kinesis records -> aggregator -> Redis features",
+        "-> Kinesis records -> aggregator -> Redis features -> ONNX prediction",
         flush=True,
     )
     capture = _load(args.capture)
@@ -115,7 +135,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         local, on_events = None, None
         if not args.no_features:
             klines = args.klines if args.klines is not None else _default_warmup_klines()
-            local = _local_aggregation(stack, capture, klines)
+            local = _local_aggregation(stack, capture, klines, _replay_model(args))
             on_events = local.formatted
         summary = replay(
             capture,
@@ -128,6 +148,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         if local is not None and not args.quiet:
             for snap in local.finish():  # the last, partial batch
                 emit(format_features(snap))
+                if local.model is not None:
+                    emit(format_prediction(snap, local.model))
     print("-" * 72)
     for line in summary.lines():
         print(line)
@@ -171,10 +193,41 @@ def _bench_aggregator(args: argparse.Namespace, capture: Capture) -> dict[str, A
     return data
 
 
+def _bench_model(args: argparse.Namespace) -> dict[str, Any]:
+    from btcpred.bench.model import run_model_bench
+    from btcpred.cli_model import default_registry, open_model
+    from btcpred.features import FeatureEngine
+    from btcpred.features.batch import snapshots_from_klines
+    from btcpred.klines import read_klines
+
+    model = open_model(args.model or default_registry())
+    warmup = _default_warmup_klines()
+    if warmup is None:
+        raise SystemExit("btcpred: the fixture klines (fixtures/binance) are missing")
+    *_, snap = snapshots_from_klines(read_klines(warmup), FeatureEngine("BTCUSDT"))
+    if not args.json:
+        print(f"bench model: {model.version}, one intra-op thread, 20,000 runs", file=sys.stderr)
+    data: dict[str, Any] = run_model_bench(
+        model.raw_onnx, model.metadata, list(snap.values())
+    ).as_dict()
+    if not args.json:
+        print(f"single row   p50 {data['p50_us']:>8} us   p99 {data['p99_us']:>8} us")
+        print(
+            f"predict()    p50 {data['predict_p50_us']:>8} us   p99 {data['predict_p99_us']:>8} us"
+        )
+        print(f"session load {data['session_load_ms']:>8} ms")
+    return data
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from btcpred.bench import pin_to_one_cpu
 
     cpu = pin_to_one_cpu()
+    if args.name == "model":
+        data = _bench_model(args)
+        if args.json:
+            print(orjson.dumps(data).decode())
+        return 0
     capture = _load(args.capture)
     if args.rounds is None:
         args.rounds = 5 if args.name == "sbe" else 3
@@ -257,6 +310,10 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="1-minute klines the local REST server serves for warm-up (default: fixtures)",
     )
+    replay.add_argument(
+        "--model", help="model or registry location for predictions (default: ./models)"
+    )
+    replay.add_argument("--no-model", action="store_true", help="features only, no predictions")
     replay.set_defaults(func=_cmd_replay)
 
     features = sub.add_parser("features", help="features at each bar close of 1-minute klines")
@@ -272,7 +329,7 @@ def _parser() -> argparse.ArgumentParser:
     features.set_defaults(func=_cmd_features)
 
     bench = sub.add_parser("bench", help="run a benchmark")
-    bench.add_argument("name", choices=["sbe", "aggregator"], help="which benchmark")
+    bench.add_argument("name", choices=["sbe", "aggregator", "model"], help="which benchmark")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument(
         "--rounds",
@@ -284,7 +341,9 @@ def _parser() -> argparse.ArgumentParser:
         "--redis-url", help="aggregator: use this empty Redis instead of a throwaway"
     )
     bench.add_argument("--capture", type=Path, action="append", help="capture file (repeatable)")
+    bench.add_argument("--model", help="model: model or registry location (default: ./models)")
     bench.set_defaults(func=_cmd_bench)
+    add_parsers(sub, _count(1))
     return parser
 
 

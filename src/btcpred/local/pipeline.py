@@ -17,10 +17,11 @@ from btcpred.aggregator import Aggregator, DecodedRecord, RedisFeatureStore, res
 from btcpred.events import DepthSnapshot, Event
 from btcpred.features import FeatureSnapshot
 from btcpred.local.kinesis import FIRST_SEQUENCE
+from btcpred.model import MissingFeatureError, OnnxModel
 from btcpred.records import pack_records
 from btcpred.sources.binance_rest import BinanceRestClient
 
-__all__ = ["LocalAggregation", "format_features"]
+__all__ = ["LocalAggregation", "format_features", "format_prediction"]
 
 SHARD = "shardId-000000000000"
 
@@ -31,6 +32,8 @@ class LocalAggregation:
 
     client: redis.Redis
     rest_url: str | None = None
+    model: OnnxModel | None = None
+    """When set, :meth:`formatted` adds the model's prediction under each features line."""
     flush_ms: int = 100
     records_per_batch: int = 10
     batches: int = 0
@@ -62,8 +65,13 @@ class LocalAggregation:
         return out
 
     def formatted(self, events: Sequence[Event]) -> list[str]:
-        """:meth:`add`, with each completed batch's features as a printable line."""
-        return [format_features(snap) for snap in self.add(events)]
+        """:meth:`add`, with each completed batch's features (and prediction) as lines."""
+        lines = []
+        for snap in self.add(events):
+            lines.append(format_features(snap))
+            if self.model is not None:
+                lines.append(format_prediction(snap, self.model))
+        return lines
 
     def finish(self) -> list[FeatureSnapshot]:
         """Flush what is left."""
@@ -105,4 +113,19 @@ def format_features(snap: FeatureSnapshot) -> str:
         f"  imb {_num(snap.order_book_imbalance, '+.2f')}  rsi5m {_num(snap.rsi_5m, '.1f')}"
         f"  macd_sig {_num(snap.macd_signal, '+.2f')}  bb {_num(snap.bollinger_position, '.2f')}"
         f"  [{warm}/12 warm]"
+    )
+
+
+def format_prediction(snap: FeatureSnapshot, model: OnnxModel) -> str:
+    """The model's 60-second prediction from one feature point, as the replay prints it."""
+    try:
+        pred = model.predict([snap.values()])
+    except MissingFeatureError as exc:
+        return f"  >> predict {snap.symbol}: waiting ({exc})"
+    price = snap.price or 0.0
+    move_bp = (pred.predicted_price / price - 1.0) * 1e4 if price else 0.0
+    seconds = model.metadata.horizon_ms // 1000
+    return (
+        f"  >> predict {snap.symbol} +{seconds}s: {price:,.2f} -> {pred.predicted_price:,.2f}"
+        f" ({move_bp:+.3f} bp)  confidence {pred.confidence:.2f}  model {model.version}"
     )
