@@ -54,6 +54,8 @@ __all__ = ["ExportParityError", "TrainConfig", "TrainedModel", "train", "write_m
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-5
+RIDGE = 10.0
+"""L2 penalty of the linear heads, in units of squared standardised inputs (see _least_squares)."""
 ERROR_FLOOR = 1e-6
 """Added to |error| before the log in the error head's target (0.01 basis points)."""
 
@@ -89,6 +91,9 @@ class TrainedModel:
 
     onnx: bytes
     metadata: ModelMetadata
+    network: ExportedModel
+    """The PyTorch module that was exported (eval mode), for parity checks."""
+    test_part: Dataset
     history: list[tuple[int, float, float]] = field(default_factory=list)
     """Per epoch: (epoch, training loss, validation MAE of the log return)."""
 
@@ -175,12 +180,21 @@ def _fit_mlp(
 
 
 def _least_squares(head: nn.Linear, z: torch.Tensor, target: torch.Tensor) -> None:
-    """Fit ``head`` by ordinary least squares (float64, with intercept)."""
-    a = np.hstack([z.double().numpy(), np.ones((len(z), 1))])
-    coef, *_ = np.linalg.lstsq(a, target.double().numpy(), rcond=None)
+    """Fit ``head`` by ridge-regularised least squares (float64, unpenalised intercept).
+
+    ``RIDGE`` per standardised input is negligible on months of data but keeps weights small
+    on short histories and 60-input sequence models, where plain least squares overfits into
+    large, cancelling weights that float32 inference cannot reproduce to 1e-5.
+    """
+    a = z.double().numpy()
+    y = target.double().numpy()
+    a_mean, y_mean = a.mean(0), float(y.mean())
+    ac = a - a_mean
+    gram = ac.T @ ac + RIDGE * np.eye(a.shape[1])
+    coef = np.linalg.solve(gram, ac.T @ (y - y_mean))
     with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(coef[:-1][None, :]).float())
-        head.bias.copy_(torch.tensor([coef[-1]], dtype=torch.float32))
+        head.weight.copy_(torch.from_numpy(coef[None, :]).float())
+        head.bias.copy_(torch.tensor([y_mean - float(a_mean @ coef)], dtype=torch.float32))
 
 
 def _export(model: ExportedModel, window: int) -> bytes:
@@ -192,22 +206,21 @@ def _export(model: ExportedModel, window: int) -> bytes:
 
 
 def _export_to(model: ExportedModel, example: torch.Tensor, path: Path) -> None:
-    # dynamo=False is the TorchScript exporter: it needs no onnxscript, and torch 2.13 warns
-    # that it is deprecated on every call, which is noise in a training log.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-    torch.onnx.export(
-        model,
-        (example,),
-        path,
-        input_names=["features"],
-        output_names=["log_return", "log_abs_error", "linear_log_return"],
-        dynamic_axes={
-            name: {0: "n"}
-            for name in ("features", "log_return", "log_abs_error", "linear_log_return")
-        },
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    names = ("features", "log_return", "log_abs_error", "linear_log_return")
+    with warnings.catch_warnings():
+        # dynamo=False is the TorchScript exporter: it needs no onnxscript, and torch 2.13
+        # warns on every call that it is deprecated, which is noise in a training log.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (example,),
+            path,
+            input_names=[names[0]],
+            output_names=list(names[1:]),
+            dynamic_axes={name: {0: "n"} for name in names},
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 def _check_parity(model: ExportedModel, onnx_model: OnnxModel, x: torch.Tensor) -> float:
@@ -333,7 +346,9 @@ def _train(data: Dataset, config: TrainConfig, progress: Progress) -> TrainedMod
         "test": evaluate(served, test_part).evaluation,
     }
     metadata = msgspec.structs.replace(metadata, metrics=metrics)
-    return TrainedModel(onnx=onnx, metadata=metadata, history=history)
+    return TrainedModel(
+        onnx=onnx, metadata=metadata, network=model, test_part=test_part, history=history
+    )
 
 
 def write_model(trained: TrainedModel, out: Path) -> Path:
