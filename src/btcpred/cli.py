@@ -67,6 +67,9 @@ def _replay_model(args: argparse.Namespace) -> OnnxModel | None:
 
     if args.no_model:
         return None
+    if args.model is None and not Path(default_registry()).is_dir():
+        print("predictions: none (no models/ registry here; pass --model PATH)", flush=True)
+        return None
     model = open_model(args.model or default_registry())
     if model.metadata.window != 1:
         raise SystemExit(
