@@ -138,7 +138,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         name=args.name, version=args.version, seed=args.seed, max_epochs=args.max_epochs
     )
-    trained = train(data, config, progress=_say)
+    from btcpred.model.dataset import DatasetError
+
+    try:
+        trained = train(data, config, progress=_say)
+    except DatasetError as exc:
+        raise SystemExit(f"btcpred: {exc}") from None
     out = write_model(trained, args.out)
     for label, ev in trained.metadata.metrics.items():
         print(*_metrics_lines(label, ev))

@@ -107,7 +107,10 @@ def _split(data: Dataset, config: TrainConfig) -> tuple[Dataset, Dataset, Datase
     val_start = n_train + embargo
     test_start = val_start + n_val + embargo
     if n_train < 8 or n_val < 2 or n - test_start < 2:
-        raise DatasetError(f"{n} samples are too few to split into train/validation/test")
+        raise DatasetError(
+            f"{n} samples are too few to split into train/validation/test with an embargo of "
+            f"{embargo} samples between parts; give more history"
+        )
     parts = (
         data.take(slice(0, n_train)),
         data.take(slice(val_start, val_start + n_val)),
