@@ -115,7 +115,6 @@ def _local_aggregation(
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from btcpred.local.pipeline import format_features, format_prediction
     from btcpred.local.replay import replay
 
     print(
@@ -149,10 +148,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             on_events=on_events,
         )
         if local is not None and not args.quiet:
-            for snap in local.finish():  # the last, partial batch
-                emit(format_features(snap))
-                if local.model is not None:
-                    emit(format_prediction(snap, local.model))
+            for line in local.lines(local.finish()):  # the last, partial batch
+                emit(line)
     print("-" * 72)
     for line in summary.lines():
         print(line)

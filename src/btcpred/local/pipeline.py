@@ -66,12 +66,16 @@ class LocalAggregation:
 
     def formatted(self, events: Sequence[Event]) -> list[str]:
         """:meth:`add`, with each completed batch's features (and prediction) as lines."""
-        lines = []
-        for snap in self.add(events):
-            lines.append(format_features(snap))
+        return self.lines(self.add(events))
+
+    def lines(self, snaps: Sequence[FeatureSnapshot]) -> list[str]:
+        """A features line per snapshot, each followed by the model's prediction when set."""
+        out = []
+        for snap in snaps:
+            out.append(format_features(snap))
             if self.model is not None:
-                lines.append(format_prediction(snap, self.model))
-        return lines
+                out.append(format_prediction(snap, self.model))
+        return out
 
     def finish(self) -> list[FeatureSnapshot]:
         """Flush what is left."""
