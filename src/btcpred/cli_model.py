@@ -8,6 +8,7 @@ Model locations (``--model``, ``--registry``): a model version directory (holdin
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,15 +57,15 @@ def open_registry_uri(uri: str) -> ModelRegistry:
 
 def open_model(location: str, name: str = DEFAULT_MODEL_NAME) -> OnnxModel:
     """Load a model from any of the locations in the module docstring."""
-    from btcpred.model.metadata import ModelFormatError
+    from btcpred.model.metadata import METADATA_FILE, ModelFormatError
     from btcpred.model.registry import CURRENT_FILE, RegistryError
     from btcpred.model.runtime import OnnxModel
 
+    path = None if location.startswith("s3://") else Path(location)
     try:
-        path = Path(location)
-        if not location.startswith("s3://") and (path / "metadata.json").is_file():
+        if path is not None and (path / METADATA_FILE).is_file():
             return OnnxModel.load(path)
-        if not location.startswith("s3://") and (path / CURRENT_FILE).is_file():
+        if path is not None and (path / CURRENT_FILE).is_file():
             return open_registry_uri(str(path.parent)).load(path.name)
         return open_registry_uri(location).load(name)
     except (ModelFormatError, RegistryError) as exc:
@@ -158,6 +159,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """``btcpred evaluate``."""
     from btcpred.model.evaluate import evaluate
 
+    if args.report is not None and importlib.util.find_spec("matplotlib") is None:
+        # checked before the evaluation, which can take a while
+        raise SystemExit("btcpred: --report needs matplotlib: pip install -e '.[train]'")
     model = open_model(args.model, args.name)
     meta = model.metadata
     data = _dataset(args, meta.window, meta.masked_features)
@@ -201,12 +205,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """``btcpred model list``."""
+    from btcpred.model.metadata import ModelFormatError
     from btcpred.model.registry import RegistryError
 
     registry = open_registry_uri(args.registry)
     try:
         models = registry.models()
-    except RegistryError as exc:
+    except (ModelFormatError, RegistryError) as exc:
         raise SystemExit(f"btcpred: {exc}") from None
     rows: list[dict[str, Any]] = []
     for m in models:
@@ -223,9 +228,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         )
     if args.json:
         print(orjson.dumps(rows).decode())
-    elif not rows:
+        return 0
+    if not rows:
         print(f"no models in {registry!r}")
-    for row in [] if args.json else rows:
+    for row in rows:
         ratio = "-" if row["test_mae_ratio"] is None else f"{row['test_mae_ratio']:.5f}"
         print(
             f"{'*' if row['current'] else ' '} {row['name']}/{row['version']}  "

@@ -166,3 +166,12 @@ def test_cli_publishes_to_s3(model_dirs: list[Path], capsys: pytest.CaptureFixtu
 def test_cli_reports_a_missing_model_directory(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="not a model directory"):
         main(["model", "publish", str(tmp_path), "--registry", str(tmp_path / "r")])
+
+
+def test_cli_list_reports_a_corrupt_metadata_file(model_dirs: list[Path], tmp_path: Path) -> None:
+    registry = tmp_path / "r"
+    assert main(["model", "publish", str(model_dirs[0]), "--registry", str(registry)]) == 0
+    (registry / "btcpred-mlp" / "1" / "metadata.json").write_text("{not json")
+
+    with pytest.raises(SystemExit, match="metadata.json"):
+        main(["model", "list", "--registry", str(registry)])
