@@ -37,6 +37,7 @@ __all__ = [
     "RegistryError",
     "S3ObjectStore",
     "open_registry",
+    "open_store",
 ]
 
 CURRENT_FILE = "current.json"
@@ -266,15 +267,20 @@ class ModelRegistry:
         return OnnxModel.from_bytes(onnx, meta)
 
 
-def open_registry(uri: str, s3_client: S3Client | None = None) -> ModelRegistry:
-    """A registry at ``s3://bucket/prefix`` (needs ``s3_client``) or a local directory path."""
+def open_store(uri: str, s3_client: S3Client | None = None) -> ObjectStore:
+    """An object store at ``s3://bucket/prefix`` (needs ``s3_client``) or a local directory."""
     if uri.startswith("s3://"):
         bucket, _, prefix = uri[5:].partition("/")
         if not bucket:
-            raise RegistryError(f"no bucket in registry URI {uri!r}")
+            raise RegistryError(f"no bucket in URI {uri!r}")
         if s3_client is None:
-            raise RegistryError("an S3 registry needs an S3 client")
-        return ModelRegistry(S3ObjectStore(s3_client, bucket, prefix))
+            raise RegistryError(f"{uri} needs an S3 client")
+        return S3ObjectStore(s3_client, bucket, prefix)
     if "://" in uri and not uri.startswith("file://"):
-        raise RegistryError(f"registry URI {uri!r}: use s3://bucket/prefix or a directory")
-    return ModelRegistry(LocalObjectStore(Path(uri.removeprefix("file://"))))
+        raise RegistryError(f"URI {uri!r}: use s3://bucket/prefix or a directory")
+    return LocalObjectStore(Path(uri.removeprefix("file://")))
+
+
+def open_registry(uri: str, s3_client: S3Client | None = None) -> ModelRegistry:
+    """A registry at ``s3://bucket/prefix`` (needs ``s3_client``) or a local directory path."""
+    return ModelRegistry(open_store(uri, s3_client))

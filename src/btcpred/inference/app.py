@@ -1,0 +1,82 @@
+"""Wiring: settings and caller-made AWS clients in, a ready :class:`InferenceService` out.
+
+Used by the inference Lambda, the local replay and the benchmark; it never imports boto3 (the
+handlers make the clients).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from btcpred.config import InferenceSettings
+from btcpred.inference.connections import RedisConnectionRegistry
+from btcpred.inference.outputs import Broadcaster, HistoryWriter, ManagementApiPoster, Metrics
+from btcpred.inference.predictor import Predictor
+from btcpred.inference.reload import ModelSource
+from btcpred.inference.service import InferenceService, RestFeatures
+from btcpred.model.registry import S3Client, open_store
+from btcpred.sources.binance_rest import BinanceRestClient
+
+__all__ = ["build_service", "redis_client"]
+
+
+def redis_client(url: str, *, timeout_s: float = 0.25) -> redis.Redis:
+    """A client with short timeouts: a Redis outage costs a tick at most ``timeout_s``."""
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=False
+    )
+
+
+def build_service(
+    settings: InferenceSettings,
+    *,
+    owner: str,
+    metrics: Metrics,
+    client: redis.Redis | None = None,
+    s3_client: S3Client | None = None,
+    apigw_client: Any = None,
+    rest: bool = True,
+) -> InferenceService:
+    """Load the model (cold start: one session, one warm-up run) and wire every output.
+
+    Raises
+    ------
+    ModelFormatError, RegistryError
+        No servable model at ``MODEL_PATH`` (the function must not start without one).
+    """
+    source = ModelSource(settings.model_path, settings.model_name, s3_client)
+    model = source.load()  # includes the warm-up (probe) run
+    client = client if client is not None else redis_client(settings.redis_url)
+    predictor = Predictor(
+        model, cache_size=settings.feature_cache_size, batch_size=settings.model_batch_size
+    )
+    broadcaster = None
+    if apigw_client is not None:
+        broadcaster = Broadcaster(
+            RedisConnectionRegistry(client, ttl_s=settings.connection_ttl_s),
+            ManagementApiPoster(apigw_client),
+            max_concurrency=settings.max_concurrent_predictions,
+            budget_ms=settings.broadcast_budget_ms,
+        )
+    history = None
+    if settings.history_uri is not None:
+        history = HistoryWriter(open_store(settings.history_uri, s3_client), owner)
+    rest_features = None
+    if rest:
+        rest_client = BinanceRestClient(
+            settings.binance_rest_url, timeout_s=settings.rest_timeout_s, max_attempts=1
+        )
+        rest_features = RestFeatures(rest_client)
+    return InferenceService(
+        settings,
+        predictor=predictor,
+        client=client,
+        metrics=metrics,
+        owner=owner,
+        rest=rest_features,
+        model_source=source if source.watched else None,
+        broadcaster=broadcaster,
+        history=history,
+    )

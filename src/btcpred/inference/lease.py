@@ -1,0 +1,99 @@
+"""Which invocation predicts: a Redis lease (SET NX PX), renewed each tick, released at the end.
+
+The lease value is ``{owner}|{deadline_ms}``: the holder's id and the wall-clock time at which it
+will stop on its own. A standby invocation remembers the holder's deadline; if Redis goes away
+it takes over at that deadline instead of predicting alongside the holder (see
+``docs/inference.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+__all__ = ["LeaseState", "RedisLease"]
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+_RELEASE = """
+local v = redis.call('GET', KEYS[1])
+if v and string.find(v, ARGV[1] .. '|', 1, true) == 1 then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    """The outcome of one :meth:`RedisLease.hold` call."""
+
+    held: bool
+    holder_deadline_ms: int | None = None
+    """When another holds it: the time it said it would stop (None when unknown)."""
+
+
+class RedisLease:
+    """A lease on ``key`` for ``owner`` with a time-to-live of ``ttl_ms``.
+
+    Raises ``redis.RedisError`` from every method when Redis cannot be reached; the caller
+    decides what that means (direct REST mode).
+    """
+
+    def __init__(self, client: redis.Redis, key: str, owner: str, ttl_ms: int) -> None:
+        if "|" in owner or ttl_ms < 1:
+            raise ValueError("owner must not contain '|' and ttl_ms must be positive")
+        self.client = client
+        self.key = key
+        self.owner = owner
+        self.ttl_ms = ttl_ms
+        self._value: str | None = None
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    @property
+    def held(self) -> bool:
+        """Whether the last :meth:`hold` kept or took the lease."""
+        return self._value is not None
+
+    def hold(self, deadline_ms: int) -> LeaseState:
+        """Renew the lease if held, else try to take it; return who has it."""
+        value = f"{self.owner}|{deadline_ms}"
+        if self._value is not None:
+            if self._renew(keys=[self.key], args=[self._value, value, self.ttl_ms]) == 1:
+                self._value = value
+                return LeaseState(held=True)
+            self._value = None  # expired and taken by another: fall through and look
+        if self.client.set(self.key, value, nx=True, px=self.ttl_ms):
+            self._value = value
+            return LeaseState(held=True)
+        current = self.client.get(self.key)
+        return LeaseState(held=False, holder_deadline_ms=_deadline(current))
+
+    def release(self) -> bool:
+        """Give the lease up if held (so the next invocation takes over at once)."""
+        if self._value is None:
+            return False
+        self._value = None
+        return bool(self._release(keys=[self.key], args=[self.owner]))
+
+    def forget(self) -> None:
+        """Drop the local belief that the lease is held (Redis went away)."""
+        self._value = None
+
+
+def _deadline(value: bytes | str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.decode() if isinstance(value, bytes) else value
+    _, _, deadline = text.rpartition("|")
+    try:
+        return int(deadline)
+    except ValueError:
+        return None

@@ -1,0 +1,282 @@
+"""Where predictions go besides Redis: metrics, WebSocket clients and the S3 history.
+
+Each output is a small interface with an AWS adapter and a local one:
+
+=====================  ==================================  ===================================
+output                 AWS                                 local / tests
+=====================  ==================================  ===================================
+:class:`Metrics`       Powertools EMF (``inference.aws``)  :class:`RecordingMetrics`
+:class:`Poster`        :class:`ManagementApiPoster` on a   the same, on the local stand-in
+                       boto3 ``apigatewaymanagementapi``   (``btcpred.local.management_api``)
+:class:`HistoryWriter` an :class:`~btcpred.model.registry.ObjectStore` on S3 or a directory
+=====================  ==================================  ===================================
+
+The core never imports boto3: AWS clients are made by the handlers and passed in.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import io
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import fastavro
+
+from btcpred.inference.accuracy import ScoredPrediction
+from btcpred.inference.connections import ConnectionRegistry
+from btcpred.inference.result import PredictionResult
+from btcpred.model.registry import ObjectStore
+
+__all__ = [
+    "AVRO_SCHEMA",
+    "BroadcastReport",
+    "Broadcaster",
+    "GoneError",
+    "HistoryWriter",
+    "ManagementApiPoster",
+    "Metrics",
+    "Poster",
+    "RecordingMetrics",
+    "history_record",
+]
+
+
+class Metrics(Protocol):
+    """A metrics sink (units as CloudWatch names them: Count, Milliseconds, None, …)."""
+
+    def add(self, name: str, unit: str, value: float) -> None:
+        """Record one value."""
+
+    def property(self, name: str, value: str) -> None:
+        """Attach a searchable property (e.g. the model version) to the next flush."""
+
+    def flush(self) -> None:
+        """Send what was recorded."""
+
+
+@dataclass
+class RecordingMetrics:
+    """:class:`Metrics` that keeps everything in memory (local stack and tests)."""
+
+    values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    properties: dict[str, str] = field(default_factory=dict)
+    flushes: int = 0
+
+    def add(self, name: str, unit: str, value: float) -> None:
+        self.values[name].append(value)
+
+    def property(self, name: str, value: str) -> None:
+        self.properties[name] = value
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def total(self, name: str) -> float:
+        """Sum of a metric's values (0 when never recorded)."""
+        return sum(self.values.get(name, ()))
+
+
+class GoneError(Exception):
+    """The WebSocket connection no longer exists (API Gateway answered 410 Gone)."""
+
+
+class Poster(Protocol):
+    """Sends bytes to one WebSocket connection."""
+
+    def post(self, connection_id: str, data: bytes) -> None:
+        """Deliver, or raise :class:`GoneError` (connection gone) or another exception."""
+
+
+class ManagementApiPoster:
+    """:class:`Poster` on a boto3 ``apigatewaymanagementapi`` client (AWS or local stand-in)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def post(self, connection_id: str, data: bytes) -> None:
+        try:
+            self.client.post_to_connection(ConnectionId=connection_id, Data=data)
+        except Exception as exc:
+            response = getattr(exc, "response", None) or {}
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = response.get("Error", {}).get("Code")
+            if status == 410 or code == "GoneException":
+                raise GoneError(connection_id) from None
+            raise
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastReport:
+    """One broadcast: deliveries by outcome and the time it took the tick."""
+
+    sent: int = 0
+    gone: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    ms: float = 0.0
+
+
+class Broadcaster:
+    """Posts a message to every connection of a symbol, in parallel, within a time budget.
+
+    At most ``max_concurrency`` posts run at once. The tick waits at most ``budget_ms``; posts
+    still running then are counted as timed out and left to finish in the background, so one
+    slow client never delays a prediction. Connections that answer 410 Gone are removed from
+    the registry. If the registry cannot be read, the last list read is used.
+    """
+
+    def __init__(
+        self,
+        registry: ConnectionRegistry,
+        poster: Poster,
+        *,
+        max_concurrency: int = 10,
+        budget_ms: int = 500,
+    ) -> None:
+        self.registry = registry
+        self.poster = poster
+        self.budget_s = budget_ms / 1000
+        self._pool = cf.ThreadPoolExecutor(max_concurrency, thread_name_prefix="broadcast")
+        self._known: dict[str, list[str]] = {}
+        self.registry_errors = 0
+
+    def broadcast(self, symbol: str, data: bytes, now_ms: int) -> BroadcastReport:
+        """Send ``data`` to ``symbol``'s connections; see the class docstring."""
+        started = time.perf_counter()
+        try:
+            ids = self.registry.connections(symbol, now_ms)
+            self._known[symbol] = ids
+        except Exception:  # the registry's store is down: keep serving the last known list
+            self.registry_errors += 1
+            ids = self._known.get(symbol, [])
+        if not ids:
+            return BroadcastReport(ms=(time.perf_counter() - started) * 1000)
+        futures = {self._pool.submit(self.poster.post, cid, data): cid for cid in ids}
+        done, not_done = cf.wait(futures, timeout=self.budget_s)
+        sent = failed = 0
+        gone: list[str] = []
+        for future in done:
+            exc = future.exception()
+            if exc is None:
+                sent += 1
+            elif isinstance(exc, GoneError):
+                gone.append(futures[future])
+            else:
+                failed += 1
+        if gone:
+            try:
+                self.registry.remove(gone)
+            except Exception:
+                self.registry_errors += 1
+            known = set(gone)
+            self._known[symbol] = [c for c in self._known.get(symbol, []) if c not in known]
+        return BroadcastReport(
+            sent=sent,
+            gone=len(gone),
+            failed=failed,
+            timed_out=len(not_done),
+            ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def close(self) -> None:
+        """Wait for posts still running and stop the threads."""
+        self._pool.shutdown(wait=True)
+
+
+AVRO_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "Prediction",
+    "namespace": "btcpred",
+    "doc": "A PredictionResult and, once its horizon passed, the realized price.",
+    "fields": [
+        {"name": "symbol", "type": "string"},
+        {"name": "timestamp", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "current_price", "type": "double"},
+        {"name": "predicted_price", "type": "double"},
+        {"name": "prediction_horizon_seconds", "type": "int"},
+        {"name": "confidence", "type": "double"},
+        {"name": "model_version", "type": "string"},
+        {"name": "features_age_ms", "type": "long"},
+        {"name": "inference_latency_ms", "type": "double"},
+        {
+            "name": "source",
+            "type": {"type": "enum", "name": "Source", "symbols": ["redis", "fallback"]},
+        },
+        {"name": "realized_price", "type": ["null", "double"], "default": None},
+        {"name": "realized_time_ms", "type": ["null", "long"], "default": None},
+        {"name": "abs_error", "type": ["null", "double"], "default": None},
+        {"name": "direction_hit", "type": ["null", "boolean"], "default": None},
+    ],
+}
+_PARSED = fastavro.parse_schema(AVRO_SCHEMA)
+
+
+def history_record(item: PredictionResult | ScoredPrediction) -> dict[str, Any]:
+    """One Avro record: the result's fields, plus the realized fields when scored."""
+    p = item.prediction if isinstance(item, ScoredPrediction) else item
+    record: dict[str, Any] = {f: getattr(p, f) for f in p.__struct_fields__}
+    if isinstance(item, ScoredPrediction):
+        record.update(
+            realized_price=item.realized_price,
+            realized_time_ms=item.realized_time_ms,
+            abs_error=item.abs_error,
+            direction_hit=item.direction_hit,
+        )
+    else:
+        record.update(
+            realized_price=None, realized_time_ms=None, abs_error=None, direction_hit=None
+        )
+    return record
+
+
+class HistoryWriter:
+    """Buffers an invocation's history records and writes one Avro object per symbol.
+
+    Keys, under the store's own prefix:
+    ``symbol={S}/date=YYYY-MM-DD/hour=HH/{first_ms}-{writer_id}.avro``, dated by the first
+    record's prediction time (UTC). What goes in: every prediction scored during the
+    invocation (with its realized price) and, at the end, any prediction that could not be
+    handed over for scoring (realized fields null), so each prediction is written once.
+    """
+
+    def __init__(self, store: ObjectStore, writer_id: str, prefix: str = "") -> None:
+        self.store = store
+        self.writer_id = writer_id
+        self.prefix = prefix.strip("/")
+        self._base = f"{self.prefix}/" if self.prefix else ""
+        self._records: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    def add(self, items: Sequence[PredictionResult | ScoredPrediction]) -> None:
+        """Buffer records."""
+        for item in items:
+            p = item.prediction if isinstance(item, ScoredPrediction) else item
+            self._records[p.symbol].append(history_record(item))
+
+    @property
+    def buffered(self) -> int:
+        """Records not yet written."""
+        return sum(len(r) for r in self._records.values())
+
+    def flush(self) -> list[str]:
+        """Write the buffered records (one object per symbol); return the keys written."""
+        keys = []
+        for symbol, records in sorted(self._records.items()):
+            if not records:
+                continue
+            first = min(r["timestamp"] for r in records)
+            when = dt.datetime.fromtimestamp(first / 1000, tz=dt.UTC)
+            key = (
+                f"{self._base}symbol={symbol}/date={when:%Y-%m-%d}/hour={when:%H}/"
+                f"{first}-{self.writer_id}.avro"
+            )
+            out = io.BytesIO()
+            fastavro.writer(out, _PARSED, records, codec="deflate")
+            self.store.put(key, out.getvalue())
+            keys.append(key)
+        self._records.clear()
+        return keys
