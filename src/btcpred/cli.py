@@ -19,6 +19,7 @@ from btcpred.cli_model import add_parsers
 from btcpred.sources.capture import Capture, load_capture
 
 if TYPE_CHECKING:
+    from btcpred.features import FeatureSnapshot
     from btcpred.local.pipeline import LocalAggregation
     from btcpred.model import OnnxModel
 
@@ -75,7 +76,11 @@ def _replay_model(args: argparse.Namespace) -> OnnxModel | None:
         raise SystemExit(
             f"btcpred: {model.version} is a sequence model; the replay serves one-point models"
         )
-    print(f"predictions: {model.version} (ONNX, one intra-op thread)", flush=True)
+    print(
+        f"predictions: {model.version} (ONNX, one intra-op thread), the inference loop ticking "
+        "every 1.5 s of market time against the same Redis",
+        flush=True,
+    )
     return model
 
 
@@ -147,11 +152,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             on_events=on_events,
         )
-        if local is not None and not args.quiet:
-            for line in local.lines(local.finish()):  # the last, partial batch
-                emit(line)
+        accuracy: list[str] = []
+        if local is not None:
+            final = local.lines(local.finish())  # the last, partial batch
+            local.close()
+            accuracy = local.accuracy_lines()
+            if not args.quiet:
+                for line in final:
+                    emit(line)
     print("-" * 72)
-    for line in summary.lines():
+    for line in [*summary.lines(), *accuracy]:
         print(line)
     return 1 if summary.mismatches else 0
 
@@ -219,12 +229,70 @@ def _bench_model(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
+def _warm_point() -> FeatureSnapshot:
+    """A real, fully warm feature point: the capture's stream features (trades and quotes), with
+    the indicators the 11-minute capture cannot warm (RSI, MACD, Bollinger) from the fixture's
+    1-minute klines before it."""
+    from btcpred.events import BestBidAsk, Trade
+    from btcpred.features import FEATURE_NAMES, FeatureEngine, FeatureSnapshot
+    from btcpred.features.batch import snapshots_from_klines
+    from btcpred.klines import read_klines
+
+    capture = _load(None)
+    engine = FeatureEngine("BTCUSDT")
+    for event in capture.events:
+        if isinstance(event, Trade):
+            engine.on_trade(event)
+        elif isinstance(event, BestBidAsk):
+            engine.on_quote(event)
+    stream = engine.snapshot()
+    warmup = _default_warmup_klines()
+    if warmup is None:
+        raise SystemExit("btcpred: the fixture klines (fixtures/binance) are missing")
+    start_ms = capture.events[0].event_time_us // 1000
+    klines = [k for k in read_klines(warmup) if k.close_time_ms < start_ms]
+    *_, bars = snapshots_from_klines(klines, FeatureEngine("BTCUSDT"))
+    values = {
+        name: stream_value if stream_value is not None else bar_value
+        for name, stream_value, bar_value in zip(
+            FEATURE_NAMES, stream.values(), bars.values(), strict=True
+        )
+    }
+    return FeatureSnapshot.build("BTCUSDT", stream.timestamp, values)
+
+
+def _bench_inference(args: argparse.Namespace) -> dict[str, Any]:
+    from btcpred.bench.inference import run_inference_bench
+    from btcpred.cli_model import default_registry, open_model
+    from btcpred.local.services import RedisServer
+
+    def say(line: str) -> None:
+        if not args.json:
+            print(f"bench inference: {line}", file=sys.stderr, flush=True)
+
+    location = args.model or default_registry()
+    model = open_model(location)
+    snap = _warm_point()
+    with contextlib.ExitStack() as stack:
+        url = args.redis_url or stack.enter_context(RedisServer()).url
+        say(f"{model.version}, redis {url}")
+        data: dict[str, Any] = run_inference_bench(
+            location, model.metadata.name, snap, url, progress=say
+        ).as_dict()
+    if not args.json:
+        print(f"tick         p50 {data['tick_p50_ms']:>8} ms   p99 {data['tick_p99_ms']:>8} ms")
+        print(f"model        p99 {data['model_p99_us']:>8} us (session.run, one row)")
+        print(f"RSS              {data['rss_mb']:>8} MB (predictor process)")
+        print(f"broadcast    p99 {data['broadcast_100_p99_ms']} ms (100 connections)")
+    return data
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from btcpred.bench import pin_to_one_cpu
 
     cpu = pin_to_one_cpu()
-    if args.name == "model":
-        data = _bench_model(args)
+    if args.name in ("model", "inference"):
+        data = _bench_model(args) if args.name == "model" else _bench_inference(args)
         if args.json:
             print(orjson.dumps(data).decode())
         return 0
@@ -329,7 +397,9 @@ def _parser() -> argparse.ArgumentParser:
     features.set_defaults(func=_cmd_features)
 
     bench = sub.add_parser("bench", help="run a benchmark")
-    bench.add_argument("name", choices=["sbe", "aggregator", "model"], help="which benchmark")
+    bench.add_argument(
+        "name", choices=["sbe", "aggregator", "model", "inference"], help="which benchmark"
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument(
         "--rounds",

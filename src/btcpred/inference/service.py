@@ -45,6 +45,8 @@ __all__ = ["InferenceService", "LoopReport", "RestFeatures", "TickReport", "run_
 log = logging.getLogger("btcpred.inference")
 
 REDIS_RETRY_MS = 1_000
+HISTORY_POINTS = 10
+"""Feature points read from ``features:{S}:history`` each tick (sequence windows, the trend)."""
 METRICS_FLUSH_MS = 15_000
 
 
@@ -220,12 +222,11 @@ class InferenceService:
 
     def _inputs(self, now_ms: int, report: TickReport) -> list[TickInput]:
         """Read every symbol's features (Redis, else the fallbacks); note skipped symbols."""
-        m, window = self.metrics, self.predictor.model.metadata.window
+        m = self.metrics
         stored: dict[str, StoredFeatures] = {}
         if self.redis_up:
             try:
-                history_points = 10 if window > 1 else 0
-                stored = self.store.read(self.settings.symbols, history_points, take_pending=True)
+                stored = self.store.read(self.settings.symbols, HISTORY_POINTS, take_pending=True)
             except redis.RedisError as exc:
                 self._redis_down(exc, now_ms)
         if not self.redis_up:
@@ -235,6 +236,8 @@ class InferenceService:
             found = stored.get(symbol)
             if found is not None:
                 self.accuracy.restore(found.pending)
+                for point in reversed(found.history):  # oldest first: seeds the linear trend
+                    self.predictor.remember(point, values=False)
                 if found.bad_documents:
                     m.add("BadFeatureDocuments", "Count", found.bad_documents)
             chosen = self._choose(symbol, found, now_ms)

@@ -1,9 +1,11 @@
-"""The local stack's aggregation leg: decoded events → Kinesis records → aggregator → Redis.
+"""The local stack: decoded events → Kinesis records → aggregator → Redis → predictor loop.
 
-:class:`LocalAggregation` does locally what the ingestor, Kinesis and the aggregator Lambda do
-in AWS: it packs events into one record per ``flush_ms`` of receive time, hands every
-``records_per_batch`` records to the real :class:`~btcpred.aggregator.Aggregator` (same decode,
-same Redis transaction, same REST warm-up) and reads the features back from Redis.
+:class:`LocalAggregation` does locally what the ingestor, Kinesis, the aggregator Lambda and the
+inference Lambda do in AWS: it packs events into one record per ``flush_ms`` of receive time,
+hands every ``records_per_batch`` records to the real :class:`~btcpred.aggregator.Aggregator`
+(same decode, same Redis transaction, same REST warm-up), reads the features back from Redis
+and, with a model, runs the real :class:`~btcpred.inference.InferenceService` tick every
+``interval_s`` of market time (same lease, same fallbacks, same Redis outputs).
 """
 
 from __future__ import annotations
@@ -14,14 +16,24 @@ from dataclasses import dataclass, field
 import redis
 
 from btcpred.aggregator import Aggregator, DecodedRecord, RedisFeatureStore, rest_warmer
+from btcpred.config import InferenceSettings
 from btcpred.events import DepthSnapshot, Event
 from btcpred.features import FeatureSnapshot
+from btcpred.inference import (
+    InferenceService,
+    Predictor,
+    RecordingMetrics,
+    RestFeatures,
+    ScoredPrediction,
+    TickReport,
+)
+from btcpred.inference.result import PredictionResult
 from btcpred.local.kinesis import FIRST_SEQUENCE
-from btcpred.model import MissingFeatureError, OnnxModel
+from btcpred.model import OnnxModel
 from btcpred.records import pack_records
 from btcpred.sources.binance_rest import BinanceRestClient
 
-__all__ = ["LocalAggregation", "format_features", "format_prediction"]
+__all__ = ["LocalAggregation", "format_features", "format_result"]
 
 SHARD = "shardId-000000000000"
 
@@ -33,7 +45,8 @@ class LocalAggregation:
     client: redis.Redis
     rest_url: str | None = None
     model: OnnxModel | None = None
-    """When set, :meth:`formatted` adds the model's prediction under each features line."""
+    """When set, the predictor loop runs and :meth:`formatted` prints each PredictionResult."""
+    interval_s: float = 1.5
     flush_ms: int = 100
     records_per_batch: int = 10
     batches: int = 0
@@ -41,13 +54,32 @@ class LocalAggregation:
     _pending: list[Event] = field(default_factory=list)
     _records: list[DecodedRecord] = field(default_factory=list)
     _sequence: int = FIRST_SEQUENCE
+    _next_tick_ms: int = 0
+    scored: list[ScoredPrediction] = field(default_factory=list)
+    results: list[PredictionResult] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         warmer = None
+        self.service: InferenceService | None = None
         if self.rest_url is not None:
             rest = BinanceRestClient(self.rest_url, timeout_s=2.0, max_attempts=2)
             warmer = rest_warmer(lambda s, i, n, end: rest.recent_klines(s, i, n, end_time_ms=end))
         self.aggregator = Aggregator(RedisFeatureStore(self.client), warmer=warmer)
+        if self.model is not None:
+            settings = InferenceSettings(interval_s=self.interval_s)
+            fallback = None
+            if self.rest_url is not None:
+                client = BinanceRestClient(self.rest_url, timeout_s=1.0, max_attempts=1)
+                fallback = RestFeatures(client)
+            self.metrics = RecordingMetrics()
+            self.service = InferenceService(
+                settings,
+                predictor=Predictor(self.model),
+                client=self.client,
+                metrics=self.metrics,
+                owner="local",
+                rest=fallback,
+            )
 
     def add(self, events: Sequence[Event]) -> list[FeatureSnapshot]:
         """Add decoded events; return the features of every batch this completed."""
@@ -65,23 +97,58 @@ class LocalAggregation:
         return out
 
     def formatted(self, events: Sequence[Event]) -> list[str]:
-        """:meth:`add`, with each completed batch's features (and prediction) as lines."""
-        return self.lines(self.add(events))
+        """:meth:`add`, with each completed batch's features and each tick's results as lines."""
+        lines = self.lines(self.add(events))
+        if events:
+            lines.extend(self.tick_to(events[-1].event_time_us // 1000))
+        return lines
 
     def lines(self, snaps: Sequence[FeatureSnapshot]) -> list[str]:
-        """A features line per snapshot, each followed by the model's prediction when set."""
-        out = []
-        for snap in snaps:
-            out.append(format_features(snap))
-            if self.model is not None:
-                out.append(format_prediction(snap, self.model))
+        """A features line per snapshot."""
+        return [format_features(snap) for snap in snaps]
+
+    def tick_to(self, now_ms: int) -> list[str]:
+        """Run the predictor's tick if market time reached the next grid point."""
+        if self.service is None or now_ms < self._next_tick_ms:
+            return []
+        interval = self.service.interval_ms
+        self._next_tick_ms = (now_ms // interval + 1) * interval
+        report = self.service.tick(now_ms, now_ms + 3_600_000)
+        return self._report_lines(report)
+
+    def _report_lines(self, report: TickReport) -> list[str]:
+        self.scored.extend(report.scored)
+        self.results.extend(report.results)
+        out = [format_result(r) for r in report.results]
+        out.extend(f"  >> skipped: {reason}" for reason in report.skipped)
         return out
+
+    def accuracy_lines(self) -> list[str]:
+        """The online accuracy of the predictions scored during the replay."""
+        if self.service is None:
+            return []
+        n = len(self.scored)
+        lines = [f"predictions      {len(self.results):,} ({n:,} scored 60 s later)"]
+        if n:
+            mae = sum(s.abs_error for s in self.scored) / n
+            naive = sum(s.naive_abs_error for s in self.scored) / n
+            hits = sum(s.direction_hit for s in self.scored) / n
+            lines.append(
+                f"online accuracy  MAE {mae:.3f} USDT vs random walk {naive:.3f}; "
+                f"direction hit {hits:.1%}"
+            )
+        return lines
 
     def finish(self) -> list[FeatureSnapshot]:
         """Flush what is left."""
         if self._pending:
             self._flush_record()
         return self._apply() if self._records else []
+
+    def close(self) -> None:
+        """Stop the predictor: hand over what waits for scoring, release the lease."""
+        if self.service is not None:
+            self.service.close(self._next_tick_ms)
 
     def _flush_record(self) -> None:
         for record in pack_records(self._pending, ingest_ts_ms=0):
@@ -120,16 +187,6 @@ def format_features(snap: FeatureSnapshot) -> str:
     )
 
 
-def format_prediction(snap: FeatureSnapshot, model: OnnxModel) -> str:
-    """The model's 60-second prediction from one feature point, as the replay prints it."""
-    try:
-        pred = model.predict([snap.values()])
-    except MissingFeatureError as exc:
-        return f"  >> predict {snap.symbol}: waiting ({exc})"
-    price = snap.price or 0.0
-    move_bp = (pred.predicted_price / price - 1.0) * 1e4 if price else 0.0
-    seconds = model.metadata.horizon_ms // 1000
-    return (
-        f"  >> predict {snap.symbol} +{seconds}s: {price:,.2f} -> {pred.predicted_price:,.2f}"
-        f" ({move_bp:+.3f} bp)  confidence {pred.confidence:.2f}  model {model.version}"
-    )
+def format_result(result: PredictionResult) -> str:
+    """A PredictionResult as the replay prints it: its JSON, field for field."""
+    return f"  >> prediction {result.to_json().decode()}"
