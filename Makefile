@@ -45,6 +45,7 @@ bench: $(STAMP) services
 	$(BIN)/btcpred bench sbe
 	$(BIN)/btcpred bench aggregator
 	$(BIN)/btcpred bench model
+	$(BIN)/btcpred bench inference
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build src/*.egg-info

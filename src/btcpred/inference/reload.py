@@ -4,6 +4,8 @@
 
 * a registry, ``s3://bucket/prefix`` or a local directory holding ``{name}/current.json``: the
   model named ``MODEL_NAME`` is served at its current version and watched for changes;
+* a model's directory in a local registry (``{root}/{name}``, holding ``current.json``): that
+  model, watched;
 * a model version directory (holding ``metadata.json``): that model, never reloaded.
 
 A new version is adopted only after it loads, matches its recorded sha256, was trained on this
@@ -22,7 +24,7 @@ import numpy as np
 from btcpred.features import FEATURE_NAMES
 from btcpred.model import ModelFormatError, OnnxModel, RegistryError, open_registry
 from btcpred.model.metadata import METADATA_FILE
-from btcpred.model.registry import ModelRegistry, S3Client
+from btcpred.model.registry import CURRENT_FILE, ModelRegistry, S3Client
 
 __all__ = ["ModelSource", "ModelValidationError", "ReloadOutcome", "probe"]
 
@@ -79,6 +81,9 @@ class ModelSource:
         local = Path(location.removeprefix("file://"))
         if not location.startswith("s3://") and (local / METADATA_FILE).is_file():
             self.directory = local
+        elif not location.startswith("s3://") and (local / CURRENT_FILE).is_file():
+            self.name = local.name  # a model's directory inside a registry: {root}/{name}
+            self.registry = open_registry(str(local.parent))
         else:
             self.registry = open_registry(location, s3_client)
         self._rejected: tuple[str, str] | None = None
