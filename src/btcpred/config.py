@@ -123,7 +123,7 @@ def _interval(text: str) -> float:
 def _prediction_key(text: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.:{}\-]{1,128}", text) or text.count("{") != text.count("}"):
         raise ValueError("must be a Redis key of letters, digits, '_.:-' and '{symbol}'")
-    if "{" in text and "{symbol}" not in text:
+    if "{" in text.replace("{symbol}", "") or "}" in text.replace("{symbol}", ""):
         raise ValueError("the only placeholder allowed is {symbol}")
     return text
 
@@ -270,7 +270,8 @@ class InferenceSettings:
                 f"{Env.REDIS_PREDICTION_KEY.value}={key!r}: several SYMBOLS need a {{symbol}} key"
             )
         interval = _read(env, Env.PREDICTION_INTERVAL_SECONDS, d.interval_s, _interval)
-        budget = _read(env, Env.BROADCAST_BUDGET_MS, d.broadcast_budget_ms, _positive_int)
+        default_budget = min(d.broadcast_budget_ms, max(1, round(interval * 1000 / 3)))
+        budget = _read(env, Env.BROADCAST_BUDGET_MS, default_budget, _positive_int)
         if budget >= interval * 1000:
             raise ConfigError(
                 f"{Env.BROADCAST_BUDGET_MS.value}={budget}: must be shorter than the "

@@ -60,7 +60,14 @@ class AccuracyTracker:
     def add(self, result: PredictionResult) -> int:
         """Queue a prediction; return how many old ones fell off a full queue."""
         queue = self._pending.setdefault(result.symbol, deque())
-        queue.append(result)
+        target = result.target_time_ms
+        if not queue or queue[-1].target_time_ms <= target:
+            queue.append(result)
+        else:  # older features than the last prediction's (REST then stream): keep target order
+            index = len(queue)
+            while index > 0 and queue[index - 1].target_time_ms > target:
+                index -= 1
+            queue.insert(index, result)
         dropped = 0
         while len(queue) > self.max_pending:
             queue.popleft()

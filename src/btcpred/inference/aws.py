@@ -29,6 +29,8 @@ class EmfMetrics:
         self._properties[name] = value
 
     def flush(self) -> None:
+        if not self.metrics.metric_set:  # nothing recorded (a standby stretch): no empty blob
+            return
         for name, value in self._properties.items():
             self.metrics.add_metadata(key=name, value=value)
         self.metrics.flush_metrics()

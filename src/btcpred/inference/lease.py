@@ -14,12 +14,13 @@ import redis
 
 __all__ = ["LeaseState", "RedisLease"]
 
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+_HOLD = """
+local v = redis.call('GET', KEYS[1])
+if (not v) or string.find(v, ARGV[1] .. '|', 1, true) == 1 then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return 1
 end
-return 0
+return v
 """
 _RELEASE = """
 local v = redis.call('GET', KEYS[1])
@@ -54,7 +55,7 @@ class RedisLease:
         self.owner = owner
         self.ttl_ms = ttl_ms
         self._value: str | None = None
-        self._renew = client.register_script(_RENEW)
+        self._hold = client.register_script(_HOLD)
         self._release = client.register_script(_RELEASE)
 
     @property
@@ -63,18 +64,19 @@ class RedisLease:
         return self._value is not None
 
     def hold(self, deadline_ms: int) -> LeaseState:
-        """Renew the lease if held, else try to take it; return who has it."""
+        """Take, renew or re-take the lease if free or ours; return who has it.
+
+        One round trip (a Lua script): the lease is set when the key is absent or already
+        ``{owner}|…``, so a holder that lost its local belief in a short Redis outage takes
+        its own lease back instead of waiting for it to expire.
+        """
         value = f"{self.owner}|{deadline_ms}"
-        if self._value is not None:
-            if self._renew(keys=[self.key], args=[self._value, value, self.ttl_ms]) == 1:
-                self._value = value
-                return LeaseState(held=True)
-            self._value = None  # expired and taken by another: fall through and look
-        if self.client.set(self.key, value, nx=True, px=self.ttl_ms):
+        reply = self._hold(keys=[self.key], args=[self.owner, value, self.ttl_ms])
+        if reply == 1:
             self._value = value
             return LeaseState(held=True)
-        current = self.client.get(self.key)
-        return LeaseState(held=False, holder_deadline_ms=_deadline(current))
+        self._value = None
+        return LeaseState(held=False, holder_deadline_ms=_deadline(reply))
 
     def release(self) -> bool:
         """Give the lease up if held (so the next invocation takes over at once)."""
@@ -88,8 +90,8 @@ class RedisLease:
         self._value = None
 
 
-def _deadline(value: bytes | str | None) -> int | None:
-    if value is None:
+def _deadline(value: object) -> int | None:
+    if not isinstance(value, bytes | str):
         return None
     text = value.decode() if isinstance(value, bytes) else value
     _, _, deadline = text.rpartition("|")
