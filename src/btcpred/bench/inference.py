@@ -26,10 +26,9 @@ import redis
 
 from btcpred.config import InferenceSettings
 from btcpred.features import FeatureSnapshot
-from btcpred.inference import InferenceService, Predictor, RecordingMetrics
+from btcpred.inference import RecordingMetrics, build_service
 from btcpred.inference.connections import RedisConnectionRegistry
 from btcpred.inference.outputs import Broadcaster, ManagementApiPoster
-from btcpred.inference.reload import ModelSource
 from btcpred.inference.service import rss_mb
 
 __all__ = ["InferenceBenchResult", "run_inference_bench"]
@@ -131,7 +130,6 @@ def bench_in_this_process(
     broadcasts: int,
 ) -> InferenceBenchResult:
     """Time ``ticks`` ticks of a real :class:`InferenceService` on one feature point."""
-    model = ModelSource(model_location, model_name).load()
     snapshot = FeatureSnapshot.from_json(snapshot_json)
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
@@ -139,13 +137,14 @@ def bench_in_this_process(
     client.set("features:BTCUSDT:latest", doc)
     for _ in range(10):
         client.lpush("features:BTCUSDT:history", doc)
-    service = InferenceService(
-        InferenceSettings(redis_url=redis_url),
-        predictor=Predictor(model),
-        client=client,
-        metrics=RecordingMetrics(),
+    service = build_service(
+        InferenceSettings(model_path=model_location, model_name=model_name, redis_url=redis_url),
         owner="bench",
+        metrics=RecordingMetrics(),
+        client=client,
+        rest=False,
     )
+    model = service.predictor.model
     now = snapshot.timestamp + 200
     deadline = now + 3_600_000
     for _ in range(500):

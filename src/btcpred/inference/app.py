@@ -16,6 +16,7 @@ from btcpred.inference.outputs import Broadcaster, HistoryWriter, ManagementApiP
 from btcpred.inference.predictor import Predictor
 from btcpred.inference.reload import ModelSource
 from btcpred.inference.service import InferenceService, RestFeatures
+from btcpred.model import OnnxModel
 from btcpred.model.registry import S3Client, open_store
 from btcpred.sources.binance_rest import BinanceRestClient
 
@@ -38,16 +39,21 @@ def build_service(
     s3_client: S3Client | None = None,
     apigw_client: Any = None,
     rest: bool = True,
+    model: OnnxModel | None = None,
 ) -> InferenceService:
     """Load the model (cold start: one session, one warm-up run) and wire every output.
+
+    ``model`` serves an already loaded model instead (the local replay), never reloaded.
 
     Raises
     ------
     ModelFormatError, RegistryError
         No servable model at ``MODEL_PATH`` (the function must not start without one).
     """
-    source = ModelSource(settings.model_path, settings.model_name, s3_client)
-    model = source.load()  # includes the warm-up (probe) run
+    source = None
+    if model is None:
+        source = ModelSource(settings.model_path, settings.model_name, s3_client)
+        model = source.load()  # includes the warm-up (probe) run
     client = client if client is not None else redis_client(settings.redis_url)
     predictor = Predictor(
         model, cache_size=settings.feature_cache_size, batch_size=settings.model_batch_size
@@ -76,7 +82,7 @@ def build_service(
         metrics=metrics,
         owner=owner,
         rest=rest_features,
-        model_source=source if source.watched else None,
+        model_source=source if source is not None and source.watched else None,
         broadcaster=broadcaster,
         history=history,
     )

@@ -21,11 +21,10 @@ from btcpred.events import DepthSnapshot, Event
 from btcpred.features import FeatureSnapshot
 from btcpred.inference import (
     InferenceService,
-    Predictor,
     RecordingMetrics,
-    RestFeatures,
     ScoredPrediction,
     TickReport,
+    build_service,
 )
 from btcpred.inference.result import PredictionResult
 from btcpred.local.kinesis import FIRST_SEQUENCE
@@ -36,6 +35,8 @@ from btcpred.sources.binance_rest import BinanceRestClient
 __all__ = ["LocalAggregation", "format_features", "format_result"]
 
 SHARD = "shardId-000000000000"
+NO_REST = "http://127.0.0.1:9"
+"""REST base of a service built without the REST fallback (never asked)."""
 
 
 @dataclass
@@ -66,19 +67,16 @@ class LocalAggregation:
             warmer = rest_warmer(lambda s, i, n, end: rest.recent_klines(s, i, n, end_time_ms=end))
         self.aggregator = Aggregator(RedisFeatureStore(self.client), warmer=warmer)
         if self.model is not None:
-            settings = InferenceSettings(interval_s=self.interval_s)
-            fallback = None
-            if self.rest_url is not None:
-                client = BinanceRestClient(self.rest_url, timeout_s=1.0, max_attempts=1)
-                fallback = RestFeatures(client)
             self.metrics = RecordingMetrics()
-            self.service = InferenceService(
-                settings,
-                predictor=Predictor(self.model),
-                client=self.client,
-                metrics=self.metrics,
+            self.service = build_service(
+                InferenceSettings(
+                    interval_s=self.interval_s, binance_rest_url=self.rest_url or NO_REST
+                ),
                 owner="local",
-                rest=fallback,
+                metrics=self.metrics,
+                client=self.client,
+                rest=self.rest_url is not None,
+                model=self.model,
             )
 
     def add(self, events: Sequence[Event]) -> list[FeatureSnapshot]:
