@@ -25,7 +25,10 @@ _api: HttpApi | None = None
 def build(settings: InferenceSettings) -> HttpApi:
     """Wire the routes (once per cold start)."""
     client = redis_client(settings.redis_url, timeout_s=1.0)
-    return HttpApi(settings, InferenceStore(client, settings.prediction_keys))
+    return HttpApi(
+        settings,
+        InferenceStore(client, settings.prediction_keys, features_prefix=settings.features_prefix),
+    )
 
 
 @logger.inject_lambda_context

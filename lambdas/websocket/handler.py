@@ -37,13 +37,15 @@ def build(settings: InferenceSettings) -> WebSocketApi:
     if not token:
         logger.error("no WEBSOCKET_TOKEN or WEBSOCKET_TOKEN_SECRET_ARN: refusing every client")
     client = redis_client(settings.redis_url, timeout_s=1.0)
-    store = InferenceStore(client, settings.prediction_keys)
+    store = InferenceStore(
+        client, settings.prediction_keys, features_prefix=settings.features_prefix
+    )
     registry = RedisConnectionRegistry(client, ttl_s=settings.connection_ttl_s)
     return WebSocketApi(settings, registry, store, token)
 
 
-def _poster(context: dict[str, Any]) -> ManagementApiPoster:
-    endpoint = os.environ.get("WEBSOCKET_ENDPOINT") or (
+def _poster(api: WebSocketApi, context: dict[str, Any]) -> ManagementApiPoster:
+    endpoint = api.settings.websocket_endpoint or (
         f"https://{context['domainName']}/{context['stage']}"
     )
     if endpoint not in _posters:
@@ -71,5 +73,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if route == "$disconnect":
         return {"statusCode": _api.disconnect(cid)}
     replies = _api.message(cid, event.get("body"), now_ms)
-    _api.reply(_poster(request), cid, replies)
+    _api.reply(_poster(_api, request), cid, replies)
     return {"statusCode": 200}

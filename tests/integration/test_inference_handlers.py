@@ -438,6 +438,22 @@ def test_health_with_a_fresh_predictor_document_is_ok(
     assert 250 <= body["stream_features_age_ms"]["BTCUSDT"] < 5_000
 
 
+def test_health_reads_features_under_the_configured_prefix(
+    env: pytest.MonkeyPatch, redis_client: redis.Redis
+) -> None:
+    env.setenv("REDIS_FEATURES_KEY_PREFIX", "feat")
+    http = http_handler()
+    store = InferenceStore(redis_client, InferenceSettings().prediction_keys)
+    store.write([], [], health_doc(now_ms()))
+    features = FeatureSnapshot.build("BTCUSDT", now_ms() - 250, {"price": 60_000.0})
+    redis_client.set("feat:BTCUSDT:latest", features.to_json())
+
+    status, body, _ = http("/health")
+
+    assert status == 200
+    assert 250 <= body["stream_features_age_ms"]["BTCUSDT"] < 5_000
+
+
 def test_health_with_a_stale_predictor_document_is_unavailable(
     http: HttpCall, redis_client: redis.Redis
 ) -> None:

@@ -183,14 +183,8 @@ class HttpApi:
         return HttpResponse(200, body)
 
     def _feature_ages(self, now_ms: int) -> dict[str, int | None]:
-        keys = [f"{self.settings.features_prefix}:{s}:latest" for s in self.settings.symbols]
-        ages: dict[str, int | None] = {}
-        for symbol, raw in zip(self.settings.symbols, self.store.client.mget(keys), strict=True):
-            ts = None
-            if raw is not None:
-                try:
-                    ts = orjson.loads(raw).get("timestamp")
-                except (orjson.JSONDecodeError, AttributeError):
-                    ts = None
-            ages[symbol] = now_ms - ts if isinstance(ts, int) else None
-        return ages
+        stored = self.store.read(self.settings.symbols, 0, take_pending=False)
+        return {
+            symbol: None if found.latest is None else now_ms - found.latest.timestamp
+            for symbol, found in stored.items()
+        }
