@@ -26,6 +26,7 @@ import redis
 from psycopg import sql
 
 from btcpred.klines import Kline, read_klines
+from btcpred.local.management_api import ManagementApiServer
 from btcpred.local.services import (
     PostgresServer,
     RedisServer,
@@ -125,3 +126,37 @@ def capture() -> Capture:
 def warmup_klines() -> list[Kline]:
     """The 370 one-minute klines of 2024-08-08 18:00 .. 2024-08-09 00:09 (real data)."""
     return list(read_klines(WARMUP_KLINES))
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Fake AWS credentials and region, so boto3 never looks for real ones (moto, local APIs)."""
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SECURITY_TOKEN",
+        "AWS_SESSION_TOKEN",
+    ):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return monkeypatch
+
+
+@pytest.fixture(scope="module")
+def running_server() -> Iterator[ManagementApiServer]:
+    """A local API Gateway management API per test module (stopping one takes about 0.5 s)."""
+    with ManagementApiServer() as api:
+        yield api
+
+
+@pytest.fixture
+def server(running_server: ManagementApiServer) -> ManagementApiServer:
+    """The module's management API with no connections, messages, delays or failures."""
+    for state in (
+        running_server.connections,
+        running_server.received,
+        running_server.delay_s,
+        running_server.failing,
+    ):
+        state.clear()
+    return running_server

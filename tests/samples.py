@@ -35,3 +35,20 @@ QUOTE = BestBidAsk(
     154698000,
     1723161254087891268,
 )
+
+
+COMPLETE_FEATURES: dict[str, float | None] = {
+    "price": 60_000.0,
+    "volume": 12.5,
+    "vwap": 59_990.0,
+    "price_change_1m": 0.0004,
+    "price_change_5m": -0.0012,
+    "volume_avg_1m": 10.0,
+    "trade_intensity": 6.0,
+    "bid_ask_spread": 2e-6,
+    "order_book_imbalance": 0.1,
+    "rsi_5m": 55.0,
+    "macd_signal": 3.5,
+    "bollinger_position": 0.6,
+}
+"""A complete, plausible feature point (the twelve features, every one inside its range)."""

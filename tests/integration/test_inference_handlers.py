@@ -24,6 +24,7 @@ from btcpred.local.binance_rest_server import BinanceRestServer
 from btcpred.local.kinesis import LocalLambdaContext, load_lambda_module
 from btcpred.local.management_api import ManagementApiServer
 from btcpred.local.services import free_port
+from tests.samples import COMPLETE_FEATURES
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBSOCKET = ROOT / "lambdas" / "websocket" / "handler.py"
@@ -53,36 +54,12 @@ def stored_result(symbol: str = "BTCUSDT", timestamp: int | None = None) -> Pred
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> pytest.MonkeyPatch:
+def env(aws_env: pytest.MonkeyPatch, redis_url: str) -> pytest.MonkeyPatch:
     for name in ("WEBSOCKET_TOKEN", "WEBSOCKET_TOKEN_SECRET_ARN", "WEBSOCKET_ENDPOINT", "SYMBOLS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SECURITY_TOKEN", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "btcpred")
-    return monkeypatch
-
-
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[ManagementApiServer]:
-    with ManagementApiServer() as api:
-        yield api
-
-
-@pytest.fixture
-def server(running_server: ManagementApiServer) -> ManagementApiServer:
-    """The module's management API with no connections or messages."""
-    for state in (
-        running_server.connections,
-        running_server.received,
-        running_server.delay_s,
-        running_server.failing,
-    ):
-        state.clear()
-    return running_server
+        aws_env.delenv(name, raising=False)
+    aws_env.setenv("REDIS_URL", redis_url)
+    aws_env.setenv("POWERTOOLS_METRICS_NAMESPACE", "btcpred")
+    return aws_env
 
 
 def members(client: redis.Redis, symbol: str = "BTCUSDT") -> set[str]:
@@ -490,20 +467,6 @@ def test_unknown_paths_are_not_found(http: HttpCall, path: str) -> None:
 
 
 # -- inference ---------------------------------------------------------------------------------
-FEATURES: dict[str, float | None] = {
-    "price": 60_000.0,
-    "volume": 12.5,
-    "vwap": 59_990.0,
-    "price_change_1m": 0.0004,
-    "price_change_5m": -0.0012,
-    "volume_avg_1m": 10.0,
-    "trade_intensity": 6.0,
-    "bid_ask_spread": 2e-6,
-    "order_book_imbalance": 0.1,
-    "rsi_5m": 55.0,
-    "macd_signal": 3.5,
-    "bollinger_position": 0.6,
-}
 
 
 @pytest.fixture
@@ -534,7 +497,7 @@ def test_inference_handler_predicts_every_interval_from_fresh_features(
 ) -> None:
     redis_client.set(
         "features:BTCUSDT:latest",
-        FeatureSnapshot.build("BTCUSDT", now_ms(), FEATURES).to_json(),
+        FeatureSnapshot.build("BTCUSDT", now_ms(), COMPLETE_FEATURES).to_json(),
     )
 
     response = run_inference()

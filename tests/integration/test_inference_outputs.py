@@ -52,35 +52,6 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
 
 
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SECURITY_TOKEN", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    return monkeypatch
-
-
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[ManagementApiServer]:
-    with ManagementApiServer() as api:
-        yield api
-
-
-@pytest.fixture
-def server(running_server: ManagementApiServer) -> ManagementApiServer:
-    """The module's server with no connections, messages, delays or failures."""
-    for state in (
-        running_server.connections,
-        running_server.received,
-        running_server.delay_s,
-        running_server.failing,
-    ):
-        state.clear()
-    return running_server
-
-
-@pytest.fixture
 def poster(aws_env: pytest.MonkeyPatch, server: ManagementApiServer) -> ManagementApiPoster:
     client = boto3.client(
         "apigatewaymanagementapi",

@@ -19,6 +19,7 @@ from btcpred.inference.reload import ModelSource
 from btcpred.inference.result import PredictionResult, ResultFormatError
 from btcpred.model import OnnxModel
 from btcpred.sources.binance_rest import Ticker24hr
+from tests.samples import COMPLETE_FEATURES
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 T0 = 1_723_161_600_000  # 2024-08-09T00:00:00Z
@@ -365,24 +366,8 @@ def model() -> OnnxModel:
     return ModelSource(str(MODELS), "btcpred-mlp").load()
 
 
-GOOD: dict[str, float | None] = {
-    "price": 60_000.0,
-    "volume": 12.5,
-    "vwap": 59_990.0,
-    "price_change_1m": 0.0004,
-    "price_change_5m": -0.0012,
-    "volume_avg_1m": 10.0,
-    "trade_intensity": 6.0,
-    "bid_ask_spread": 2e-6,
-    "order_book_imbalance": 0.1,
-    "rsi_5m": 55.0,
-    "macd_signal": 3.5,
-    "bollinger_position": 0.6,
-}
-
-
 def snap(ts: int, **changes: float | None) -> FeatureSnapshot:
-    return FeatureSnapshot.build("BTCUSDT", ts, {**GOOD, **changes})
+    return FeatureSnapshot.build("BTCUSDT", ts, {**COMPLETE_FEATURES, **changes})
 
 
 def predict_one(predictor: Predictor, snapshot: FeatureSnapshot) -> PredictOutcome:
@@ -452,7 +437,7 @@ def test_implausible_value_with_nothing_known_falls_back_to_the_linear_trend(
 def test_nan_is_missing_but_not_implausible(model: OnnxModel) -> None:
     predictor = Predictor(model)
     predict_one(predictor, snap(T0))
-    values = {**GOOD, "rsi_5m": math.nan}
+    values = {**COMPLETE_FEATURES, "rsi_5m": math.nan}
     raw = FeatureSnapshot(symbol="BTCUSDT", timestamp=T0 + 1_500, **values)  # NaN kept as given
 
     outcome = predict_one(predictor, raw)
@@ -468,9 +453,11 @@ def test_nan_is_missing_but_not_implausible(model: OnnxModel) -> None:
 def test_a_point_without_a_usable_price_is_a_no_price_error_and_others_still_predict(
     model: OnnxModel, price: float | None
 ) -> None:
-    values = {**GOOD, "price": price}
+    values = {**COMPLETE_FEATURES, "price": price}
     unusable = FeatureSnapshot(symbol="BTCUSDT", timestamp=T0, **values)
-    fine = FeatureSnapshot.build("ETHUSDT", T0, {**GOOD, "price": 2_600.0, "vwap": 2_600.0})
+    fine = FeatureSnapshot.build(
+        "ETHUSDT", T0, {**COMPLETE_FEATURES, "price": 2_600.0, "vwap": 2_600.0}
+    )
 
     outcomes = Predictor(model).predict(
         [TickInput(unusable, "redis"), TickInput(fine, "redis")], now_ms=T0, started=0.0
