@@ -3,7 +3,7 @@
 ``redis_url`` / ``database_url`` (session scope) come from the ``REDIS_URL`` / ``DATABASE_URL``
 environment variables when set; those servers are used as-is and never started or stopped.
 Otherwise a throwaway server is started on a free 127.0.0.1 port for the session (see
-``btcpred.local.services``). If the server binary is missing the dependent tests are skipped
+``btcpred.sim.services``). If the server binary is missing the dependent tests are skipped
 locally but FAIL when ``CI`` is "true" or "1": CI never skips service tests.
 
 ``redis_client`` empties its database before each test, so a ``REDIS_URL`` must name an empty,
@@ -26,9 +26,11 @@ import redis
 from psycopg import sql
 
 from btcpred.klines import Kline, read_klines
-from btcpred.local.management_api import ManagementApiServer
-from btcpred.local.services import (
+from btcpred.redisconn import RedisClient, connect
+from btcpred.sim.management_api import ManagementApiServer
+from btcpred.sim.services import (
     PostgresServer,
+    RedisClusterServer,
     RedisServer,
     ServiceNotInstalledError,
 )
@@ -95,6 +97,48 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """URL of one node of a Redis Cluster: ``$REDIS_CLUSTER_URL`` or a throwaway 3-node one."""
+    given = os.environ.get("REDIS_CLUSTER_URL")
+    if given:
+        yield given
+        return
+    try:
+        cluster = RedisClusterServer().start()
+    except ServiceNotInstalledError as exc:
+        _server_missing(exc)
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_client(redis_cluster_url: str) -> Iterator[RedisClient]:
+    """A bytes-returning cluster client on an emptied cluster (FLUSHALL on every primary)."""
+    client = connect(redis_cluster_url, cluster=True, timeout_s=2.0)
+    client.flushall(target_nodes="primaries")  # type: ignore[call-arg]  # cluster-only argument
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(params=["single", "cluster"])
+def any_redis(request: pytest.FixtureRequest) -> tuple[RedisClient, str, bool]:
+    """``(client, url, cluster)`` on an emptied single node, then on an emptied Redis Cluster.
+
+    Tests of code that must work unchanged on both (the aggregator, the inference loop, the
+    client functions) take this fixture and run twice.
+    """
+    if request.param == "single":
+        url = request.getfixturevalue("redis_url")
+        return request.getfixturevalue("redis_client"), url, False
+    url = request.getfixturevalue("redis_cluster_url")
+    return request.getfixturevalue("redis_cluster_client"), url, True
 
 
 @pytest.fixture

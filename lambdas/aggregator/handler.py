@@ -28,8 +28,8 @@ from btcpred.aggregator import (
     StoreKeys,
     rest_warmer,
 )
-from btcpred.config import AggregatorSettings
 from btcpred.records import RecordFormatError
+from btcpred.settings import AggregatorSettings
 from btcpred.sources.binance_rest import BinanceRestClient
 
 logger = Logger(service="aggregator")

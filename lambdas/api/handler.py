@@ -13,10 +13,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from btcpred.config import InferenceSettings
 from btcpred.inference import redis_client
 from btcpred.inference.clients import HttpApi, HttpResponse
 from btcpred.inference.store import InferenceStore
+from btcpred.settings import InferenceSettings
 
 logger = Logger(service="api")
 _api: HttpApi | None = None

@@ -17,9 +17,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from btcpred.config import InferenceSettings
 from btcpred.inference import InferenceService, build_service, run_loop
 from btcpred.inference.aws import EmfMetrics
+from btcpred.settings import InferenceSettings
 
 logger = Logger(service="inference")
 metrics = Metrics(namespace="btcpred", service="inference")

@@ -15,11 +15,11 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from btcpred.config import InferenceSettings
 from btcpred.inference import ManagementApiPoster, redis_client
 from btcpred.inference.clients import WebSocketApi
 from btcpred.inference.connections import RedisConnectionRegistry
 from btcpred.inference.store import InferenceStore
+from btcpred.settings import InferenceSettings
 
 logger = Logger(service="websocket")
 _api: WebSocketApi | None = None

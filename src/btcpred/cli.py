@@ -94,9 +94,9 @@ def _local_aggregation(
     import redis
 
     from btcpred.klines import read_klines
-    from btcpred.local.binance_rest_server import BinanceRestServer
     from btcpred.local.pipeline import LocalAggregation
-    from btcpred.local.services import RedisServer, ServiceNotInstalledError
+    from btcpred.sim.binance_rest import BinanceRestServer
+    from btcpred.sim.services import RedisServer, ServiceNotInstalledError
 
     try:
         server = stack.enter_context(RedisServer())
@@ -184,7 +184,7 @@ def _bench_sbe(args: argparse.Namespace, capture: Capture, cpu: int | None) -> d
 
 def _bench_aggregator(args: argparse.Namespace, capture: Capture) -> dict[str, Any]:
     from btcpred.bench.aggregator import run_aggregator_bench
-    from btcpred.local.services import RedisServer
+    from btcpred.sim.services import RedisServer
 
     def say(line: str) -> None:
         if not args.json:
@@ -264,7 +264,7 @@ def _warm_point() -> FeatureSnapshot:
 def _bench_inference(args: argparse.Namespace) -> dict[str, Any]:
     from btcpred.bench.inference import run_inference_bench
     from btcpred.cli_model import default_registry, open_model
-    from btcpred.local.services import RedisServer
+    from btcpred.sim.services import RedisServer
 
     def say(line: str) -> None:
         if not args.json:

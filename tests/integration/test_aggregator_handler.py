@@ -20,15 +20,15 @@ from btcpred.aggregator import FeatureStoreError
 from btcpred.events import BestBidAsk, DepthSnapshot, Event, Trade
 from btcpred.features import FeatureEngine
 from btcpred.klines import Kline
-from btcpred.local.binance_rest_server import BinanceRestServer
-from btcpred.local.kinesis import (
+from btcpred.records import KinesisRecord, pack_records
+from btcpred.sim.binance_rest import BinanceRestServer
+from btcpred.sim.lambda_events import (
     LocalLambdaContext,
     kinesis_event,
     load_lambda_module,
     sequence_numbers,
 )
-from btcpred.local.services import free_port
-from btcpred.records import KinesisRecord, pack_records
+from btcpred.sim.services import free_port
 from btcpred.sources.capture import Capture
 
 HANDLER = Path(__file__).resolve().parents[2] / "lambdas" / "aggregator" / "handler.py"

@@ -16,7 +16,7 @@ from btcpred.aggregator import (
 )
 from btcpred.aggregator.messages import TradeMessage
 from btcpred.aggregator.store import StoreTransaction
-from btcpred.local.services import free_port
+from btcpred.sim.services import free_port
 
 SHARD = "shardId-000000000001"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from btcpred.klines import Kline, read_klines
-from btcpred.local.binance_rest_server import BinanceRestServer, Fault
-from btcpred.local.services import free_port
+from btcpred.sim.binance_rest import BinanceRestServer, Fault
+from btcpred.sim.services import free_port
 from btcpred.sources.binance_rest import (
     BinanceRestClient,
     BinanceRestError,

@@ -15,15 +15,15 @@ import pytest
 import redis
 from moto import mock_aws
 
-from btcpred.config import ConfigError, InferenceSettings
 from btcpred.features import FeatureSnapshot
 from btcpred.inference.result import PredictionResult
 from btcpred.inference.store import HEALTH_KEY, LEASE_KEY, InferenceStore
 from btcpred.klines import Kline
-from btcpred.local.binance_rest_server import BinanceRestServer
-from btcpred.local.kinesis import LocalLambdaContext, load_lambda_module
-from btcpred.local.management_api import ManagementApiServer
-from btcpred.local.services import free_port
+from btcpred.settings import ConfigError, InferenceSettings
+from btcpred.sim.binance_rest import BinanceRestServer
+from btcpred.sim.lambda_events import LocalLambdaContext, load_lambda_module
+from btcpred.sim.management_api import ManagementApiServer
+from btcpred.sim.services import free_port
 from tests.samples import COMPLETE_FEATURES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,9 +24,9 @@ from btcpred.inference.app import redis_client
 from btcpred.inference.connections import RedisConnectionRegistry
 from btcpred.inference.outputs import Broadcaster, GoneError, HistoryWriter, ManagementApiPoster
 from btcpred.inference.result import PredictionResult
-from btcpred.local.management_api import ManagementApiServer
-from btcpred.local.services import free_port
 from btcpred.model.registry import S3ObjectStore
+from btcpred.sim.management_api import ManagementApiServer
+from btcpred.sim.services import free_port
 
 NOW = 1_723_195_845_123  # 2024-08-09T09:30:45.123Z
 DATA = PredictionResult(

@@ -22,7 +22,6 @@ import orjson
 import pytest
 import redis
 
-from btcpred.config import InferenceSettings
 from btcpred.features import FeatureSnapshot
 from btcpred.inference import (
     InferenceService,
@@ -37,15 +36,16 @@ from btcpred.inference import (
 )
 from btcpred.inference.service import LoopReport
 from btcpred.klines import Kline
-from btcpred.local import services
-from btcpred.local.binance_rest_server import BinanceRestServer, Fault
-from btcpred.local.services import RedisServer
 from btcpred.model import OnnxModel, open_registry
 from btcpred.model.dataset import dataset_from_klines
 from btcpred.model.metadata import read_metadata
 from btcpred.model.registry import CurrentPointer, LocalObjectStore
 from btcpred.model.runtime import ModelOutputs
 from btcpred.model.train import TrainConfig, train, write_model
+from btcpred.settings import InferenceSettings
+from btcpred.sim import services
+from btcpred.sim.binance_rest import BinanceRestServer, Fault
+from btcpred.sim.services import RedisServer
 
 pytestmark = pytest.mark.services
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from btcpred.aggregator import PoisonPolicy
-from btcpred.config import AggregatorSettings, ConfigError
+from btcpred.settings import AggregatorSettings, ConfigError
 
 
 def test_defaults_without_environment() -> None:

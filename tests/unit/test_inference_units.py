@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from btcpred.config import ConfigError, InferenceSettings
 from btcpred.features import FeatureSnapshot
 from btcpred.inference.accuracy import AccuracyTracker
 from btcpred.inference.fallback import generate_fallback_features, linear_trend
@@ -18,6 +17,7 @@ from btcpred.inference.predictor import NoPriceError, Predictor, PredictOutcome,
 from btcpred.inference.reload import ModelSource
 from btcpred.inference.result import PredictionResult, ResultFormatError
 from btcpred.model import OnnxModel
+from btcpred.settings import ConfigError, InferenceSettings
 from btcpred.sources.binance_rest import Ticker24hr
 from tests.samples import COMPLETE_FEATURES
 

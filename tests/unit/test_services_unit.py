@@ -1,4 +1,4 @@
-"""Unit tests of ``btcpred.local.services`` that need no server binaries."""
+"""Unit tests of ``btcpred.sim.services`` that need no server binaries."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from btcpred.local.services import (
+from btcpred.sim.services import (
     RedisServer,
     ServiceError,
     ServiceNotInstalledError,

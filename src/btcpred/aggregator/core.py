@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from btcpred.features.snapshot import FeatureSnapshot
 from btcpred.features.spec import DEFAULT_SPEC, FeatureSpec
 from btcpred.klines import Kline
 from btcpred.records import RecordFormatError
+from btcpred.settings.aggregator import PoisonPolicy
 
 __all__ = ["Aggregator", "BatchResult", "DecodedRecord", "PoisonPolicy", "Warmer"]
 
@@ -34,15 +34,6 @@ logger = logging.getLogger(__name__)
 
 Warmer = Callable[[str, int], tuple[Sequence[Kline], Sequence[Kline]]]
 """``warmer(symbol, before_ms) -> (5-minute klines, 1-minute klines)``, finished bars only."""
-
-
-class PoisonPolicy(enum.Enum):
-    """What to do with a record that cannot be decoded."""
-
-    SKIP = "skip"
-    """Log it with its first bytes, count it, and move on (its sequence number is settled)."""
-    REPORT = "report"
-    """Report it as a batch item failure; the shard's later records wait for Lambda's retry."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,13 +31,13 @@ from typing import Any
 
 from btcpred.bench import pin_to_one_cpu
 from btcpred.events import DepthSnapshot, Event
-from btcpred.local.kinesis import (
+from btcpred.records import pack_records
+from btcpred.sim.lambda_events import (
     LocalLambdaContext,
     kinesis_event,
     load_lambda_module,
     sequence_numbers,
 )
-from btcpred.records import pack_records
 from btcpred.sources.capture import Capture
 
 __all__ = ["AggregatorBenchResult", "build_events", "run_aggregator_bench"]

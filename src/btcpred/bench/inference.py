@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import redis
 
-from btcpred.config import InferenceSettings
 from btcpred.features import FeatureSnapshot
 from btcpred.inference import RecordingMetrics, build_service
 from btcpred.inference.connections import RedisConnectionRegistry
 from btcpred.inference.outputs import Broadcaster, ManagementApiPoster
 from btcpred.inference.service import rss_mb
+from btcpred.settings import InferenceSettings
 
 __all__ = ["InferenceBenchResult", "run_inference_bench"]
 
@@ -61,7 +61,7 @@ def _broadcast_p99(client: redis.Redis, rounds: int) -> float | None:
         from botocore.config import Config
     except ImportError:  # boto3 is the `aws` extra: no broadcast figure without it
         return None
-    from btcpred.local.management_api import ManagementApiServer
+    from btcpred.sim.management_api import ManagementApiServer
 
     ids = [f"conn-{i:03d}" for i in range(100)]
     registry = RedisConnectionRegistry(client)

@@ -10,7 +10,6 @@ from typing import Any
 
 import redis
 
-from btcpred.config import InferenceSettings
 from btcpred.inference.connections import RedisConnectionRegistry
 from btcpred.inference.outputs import Broadcaster, HistoryWriter, ManagementApiPoster, Metrics
 from btcpred.inference.predictor import Predictor
@@ -18,6 +17,7 @@ from btcpred.inference.reload import ModelSource
 from btcpred.inference.service import InferenceService, RestFeatures
 from btcpred.model import OnnxModel
 from btcpred.model.registry import S3Client, open_store
+from btcpred.settings import InferenceSettings
 from btcpred.sources.binance_rest import BinanceRestClient
 
 __all__ = ["build_service", "redis_client"]

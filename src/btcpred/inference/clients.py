@@ -24,11 +24,11 @@ from typing import Any
 import orjson
 import redis
 
-from btcpred.config import InferenceSettings
 from btcpred.inference.connections import ConnectionRegistry
 from btcpred.inference.outputs import GoneError, Poster
 from btcpred.inference.service import rss_mb
 from btcpred.inference.store import InferenceStore
+from btcpred.settings import InferenceSettings
 
 __all__ = ["HttpApi", "HttpResponse", "WebSocketApi"]
 

@@ -7,7 +7,7 @@ output                 AWS                                 local / tests
 =====================  ==================================  ===================================
 :class:`Metrics`       Powertools EMF (``inference.aws``)  :class:`RecordingMetrics`
 :class:`Poster`        :class:`ManagementApiPoster` on a   the same, on the local stand-in
-                       boto3 ``apigatewaymanagementapi``   (``btcpred.local.management_api``)
+                       boto3 ``apigatewaymanagementapi``   (``btcpred.sim.management_api``)
 :class:`HistoryWriter` an :class:`~btcpred.model.registry.ObjectStore` on S3 or a directory
 =====================  ==================================  ===================================
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import redis
 
-from btcpred.config import InferenceSettings
 from btcpred.features import FeatureSnapshot
 from btcpred.inference.accuracy import AccuracyTracker, ScoredPrediction, confidence_band
 from btcpred.inference.fallback import generate_fallback_features
@@ -38,6 +37,7 @@ from btcpred.inference.predictor import NoPriceError, Predictor, PredictOutcome,
 from btcpred.inference.reload import ModelSource
 from btcpred.inference.result import PredictionResult
 from btcpred.inference.store import LEASE_KEY, InferenceStore, StoredFeatures
+from btcpred.settings import InferenceSettings
 from btcpred.sources.binance_rest import BinanceRestClient, BinanceRestError
 
 __all__ = ["InferenceService", "LoopReport", "RestFeatures", "TickReport", "run_loop"]

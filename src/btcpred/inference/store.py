@@ -27,11 +27,11 @@ import msgspec
 import orjson
 import redis
 
-from btcpred.config import PredictionKeys
 from btcpred.features import FeatureSnapshot
 from btcpred.features.snapshot import SnapshotFormatError
 from btcpred.inference.accuracy import ScoredPrediction
 from btcpred.inference.result import PredictionResult, ResultFormatError
+from btcpred.keys import PredictionKeys
 
 __all__ = ["HEALTH_KEY", "LEASE_KEY", "InferenceStore", "StoredFeatures"]
 

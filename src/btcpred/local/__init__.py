@@ -1,1 +1,1 @@
-"""Throwaway local Redis and PostgreSQL servers for tests and development."""
+"""The local stack: the replay pipeline that runs the real functions on a laptop."""

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import redis
 
 from btcpred.aggregator import Aggregator, DecodedRecord, RedisFeatureStore, rest_warmer
-from btcpred.config import InferenceSettings
 from btcpred.events import DepthSnapshot, Event
 from btcpred.features import FeatureSnapshot
 from btcpred.inference import (
@@ -27,9 +26,10 @@ from btcpred.inference import (
     build_service,
 )
 from btcpred.inference.result import PredictionResult
-from btcpred.local.kinesis import FIRST_SEQUENCE
 from btcpred.model import OnnxModel
 from btcpred.records import pack_records
+from btcpred.settings import InferenceSettings
+from btcpred.sim.lambda_events import FIRST_SEQUENCE
 from btcpred.sources.binance_rest import BinanceRestClient
 
 __all__ = ["LocalAggregation", "format_features", "format_result"]

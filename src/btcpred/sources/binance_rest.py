@@ -223,7 +223,7 @@ class BinanceRestClient:
     ----------
     base_url
         ``https://data-api.binance.vision`` (market data only), ``https://api.binance.com``
-        or a local :class:`btcpred.local.binance_rest_server.BinanceRestServer`'s ``url``.
+        or a local :class:`btcpred.sim.binance_rest.BinanceRestServer`'s ``url``.
     timeout_s
         Socket timeout per attempt (connect, and each read).
     max_attempts

@@ -1,0 +1,135 @@
+"""The Redis key schema: every key any btcpred process reads or writes is built here.
+
+Keys that belong to one symbol carry the symbol as a Redis Cluster hash tag (``{BTCUSDT}``), so
+that everything one transaction, Lua script or pipeline of a symbol touches lives in one hash
+slot (ElastiCache Serverless and cluster-mode replication groups are Redis Clusters: a
+``MULTI``/``EXEC`` over keys of two slots fails with ``CROSSSLOT``). Prefixes are configurable;
+the defaults give:
+
+=========================================  =====================================================
+``features:{S}:latest``                    the aggregator's newest features (JSON, TTL)
+``features:{S}:history``                   list, newest first, the last feature points
+``features:{S}:fallback``                  fallback features from REST (the poller)
+``aggregator:{S}:state``                   the symbol's engine state (MessagePack, TTL)
+``aggregator:{S}:seq:{shard}``             last applied sequence number of (shard, symbol)
+``prediction:{S}:latest``                  the newest PredictionResult (``REDIS_PREDICTION_KEY``)
+``prediction:{S}:history|pending|scored``  derived from the latest key
+``inference:lease`` / ``inference:health`` the active predictor's lease and health document
+``ws:{S}:connections``                     sorted set of the symbol's WebSocket connections
+``ws:conn:{id}``                           the symbol one connection is subscribed to
+=========================================  =====================================================
+
+``{S}`` is written literally with braces: ``features:{BTCUSDT}:latest``. The partition key of a
+Kinesis record is its symbol, so (shard, partition key) checkpoints share the symbol's slot.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["SYMBOL_PLACEHOLDER", "KeySchemaError", "PredictionKeys", "RedisKeys", "hash_tag"]
+
+SYMBOL_PLACEHOLDER: Final = "{symbol}"
+_SYMBOL: Final = re.compile(r"[A-Z0-9]{1,20}")
+
+
+class KeySchemaError(ValueError):
+    """A key part (symbol, shard, connection id) that cannot be part of a key."""
+
+
+def hash_tag(symbol: str) -> str:
+    """``{SYMBOL}``: the hash tag that puts every key of ``symbol`` into one cluster slot.
+
+    Raises
+    ------
+    KeySchemaError
+        ``symbol`` is not 1-20 upper-case letters or digits (a brace would break the tag).
+    """
+    if not _SYMBOL.fullmatch(symbol):
+        raise KeySchemaError(f"not a symbol for a Redis key: {symbol!r}")
+    return "{" + symbol + "}"
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionKeys:
+    """Redis keys of one symbol's predictions."""
+
+    latest: str
+    history: str
+    pending: str
+    scored: str
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """Key names; the prefixes (and the prediction key template) come from configuration."""
+
+    features_prefix: str = "features"
+    state_prefix: str = "aggregator"
+    prediction_key: str = "prediction:{symbol}:latest"
+    """``REDIS_PREDICTION_KEY``; ``{symbol}`` becomes the symbol's hash tag."""
+    inference_prefix: str = "inference"
+    connections_prefix: str = "ws"
+
+    # -- features (written by the aggregator and the poller, read by inference) --
+    def features_latest(self, symbol: str) -> str:
+        """``features:{S}:latest``."""
+        return f"{self.features_prefix}:{hash_tag(symbol)}:latest"
+
+    def features_history(self, symbol: str) -> str:
+        """``features:{S}:history``."""
+        return f"{self.features_prefix}:{hash_tag(symbol)}:history"
+
+    def features_fallback(self, symbol: str) -> str:
+        """``features:{S}:fallback``."""
+        return f"{self.features_prefix}:{hash_tag(symbol)}:fallback"
+
+    # -- the aggregator's own state --
+    def engine_state(self, symbol: str) -> str:
+        """``aggregator:{S}:state``."""
+        return f"{self.state_prefix}:{hash_tag(symbol)}:state"
+
+    def checkpoint(self, symbol: str, shard_id: str) -> str:
+        """``aggregator:{S}:seq:{shard}``: the (shard, partition key) checkpoint.
+
+        Raises
+        ------
+        KeySchemaError
+            ``shard_id`` holds a brace or whitespace.
+        """
+        if not shard_id or any(c in shard_id for c in "{} \t\r\n"):
+            raise KeySchemaError(f"not a shard id for a Redis key: {shard_id!r}")
+        return f"{self.state_prefix}:{hash_tag(symbol)}:seq:{shard_id}"
+
+    # -- predictions --
+    def predictions(self, symbol: str) -> PredictionKeys:
+        """The keys of ``symbol``'s predictions (history, pending, scored beside latest)."""
+        latest = self.prediction_key.replace(SYMBOL_PLACEHOLDER, hash_tag(symbol))
+        base = latest.removesuffix(":latest")
+        return PredictionKeys(
+            latest=latest,
+            history=f"{base}:history",
+            pending=f"{base}:pending",
+            scored=f"{base}:scored",
+        )
+
+    @property
+    def lease(self) -> str:
+        """``inference:lease``: who predicts."""
+        return f"{self.inference_prefix}:lease"
+
+    @property
+    def health(self) -> str:
+        """``inference:health``: the active predictor's health document."""
+        return f"{self.inference_prefix}:health"
+
+    # -- WebSocket connections --
+    def connections(self, symbol: str) -> str:
+        """``ws:{S}:connections``."""
+        return f"{self.connections_prefix}:{hash_tag(symbol)}:connections"
+
+    def connection(self, connection_id: str) -> str:
+        """``ws:conn:{id}``."""
+        return f"{self.connections_prefix}:conn:{connection_id}"

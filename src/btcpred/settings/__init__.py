@@ -1,0 +1,12 @@
+"""Typed settings, one object per entry point, parsed once per process over one parser.
+
+The edge (a Lambda handler, the CLI, the container) passes ``os.environ``; the core never reads
+the environment itself. An explicit value beats the environment, which beats the default. A bad
+value raises :class:`ConfigError` naming the variable, at start, not on the first event.
+"""
+
+from btcpred.settings.aggregator import AggregatorSettings, PoisonPolicy
+from btcpred.settings.inference import InferenceSettings
+from btcpred.settings.parse import ConfigError, Env
+
+__all__ = ["AggregatorSettings", "ConfigError", "Env", "InferenceSettings", "PoisonPolicy"]
