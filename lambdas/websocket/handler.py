@@ -3,6 +3,7 @@
 The routes' logic is :class:`btcpred.inference.clients.WebSocketApi`; the connection token is
 ``WEBSOCKET_TOKEN`` or, in AWS, the Secrets Manager secret ``WEBSOCKET_TOKEN_SECRET_ARN``
 (read once per cold start). Replies go back through the management API of the calling stage.
+Light: no numpy, onnxruntime or fastavro in this function's import graph.
 """
 
 from __future__ import annotations
@@ -15,18 +16,19 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from btcpred.inference import ManagementApiPoster, redis_client
 from btcpred.inference.clients import WebSocketApi
 from btcpred.inference.connections import RedisConnectionRegistry
+from btcpred.inference.posting import ManagementApiPoster
 from btcpred.inference.store import InferenceStore
-from btcpred.settings import InferenceSettings
+from btcpred.redisconn import connect
+from btcpred.settings import WebSocketSettings
 
 logger = Logger(service="websocket")
 _api: WebSocketApi | None = None
 _posters: dict[str, ManagementApiPoster] = {}
 
 
-def build(settings: InferenceSettings) -> WebSocketApi:
+def build(settings: WebSocketSettings) -> WebSocketApi:
     """Wire the routes (once per cold start)."""
     token = settings.websocket_token
     if token is None and settings.websocket_token_secret_arn is not None:
@@ -36,11 +38,10 @@ def build(settings: InferenceSettings) -> WebSocketApi:
         ]
     if not token:
         logger.error("no WEBSOCKET_TOKEN or WEBSOCKET_TOKEN_SECRET_ARN: refusing every client")
-    client = redis_client(settings.redis_url, timeout_s=1.0)
-    store = InferenceStore(
-        client, settings.prediction_keys, features_prefix=settings.features_prefix
-    )
-    registry = RedisConnectionRegistry(client, ttl_s=settings.connection_ttl_s)
+    client = connect(settings.redis_url, cluster=settings.redis_cluster, timeout_s=1.0)
+    keys = settings.redis_keys
+    store = InferenceStore(client, keys.predictions, features_prefix=settings.features_prefix)
+    registry = RedisConnectionRegistry(client, ttl_s=settings.connection_ttl_s, keys=keys)
     return WebSocketApi(settings, registry, store, token)
 
 
@@ -60,7 +61,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Route one WebSocket event."""
     global _api
     if _api is None:
-        _api = build(InferenceSettings.from_env(os.environ))
+        _api = build(WebSocketSettings.from_env(os.environ))
     request = event.get("requestContext") or {}
     route, cid = request.get("routeKey"), request.get("connectionId")
     now_ms = time.time_ns() // 1_000_000
@@ -72,6 +73,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return {"statusCode": status}
     if route == "$disconnect":
         return {"statusCode": _api.disconnect(cid)}
-    replies = _api.message(cid, event.get("body"), now_ms)
+    body, is_base64 = event.get("body"), event.get("isBase64Encoded") is True
+    replies = _api.message(cid, body, now_ms, is_base64=is_base64)
     _api.reply(_poster(_api, request), cid, replies)
     return {"statusCode": 200}

@@ -10,11 +10,13 @@ which ``RedisCluster`` splits per node.
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from collections.abc import Callable
+from typing import Any, TypeAlias, cast
 
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 __all__ = ["RedisClient", "connect"]
@@ -31,15 +33,11 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 1.0) -> Redis
     url
         ``redis://`` or ``rediss://`` (TLS); for a cluster, the address of any node.
     cluster
-        Build a :class:`~redis.cluster.RedisCluster` (it reads the slot map from the node at
-        once, so it raises ``redis.RedisError`` when no node answers).
+        Build a :class:`~redis.cluster.RedisCluster`. It reads the slot map when first used,
+        not here, so a process can start while Redis is down: the first call that needs the
+        cluster raises ``redis.RedisError`` instead, and the next call tries again.
     timeout_s
         Connect and socket timeout: an outage costs a caller at most about this long per call.
-
-    Raises
-    ------
-    redis.RedisError
-        ``cluster`` is set and no node of the cluster answered.
     """
     common = {
         "socket_timeout": timeout_s,
@@ -47,9 +45,24 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 1.0) -> Redis
         "decode_responses": False,
     }
     if cluster:
-        return RedisCluster.from_url(
-            url,
-            retry=Retry(NoBackoff(), 1),
-            **common,
+        return cast(
+            RedisCluster,
+            _LazyCluster(lambda: RedisCluster.from_url(url, retry=Retry(NoBackoff(), 1), **common)),
         )
     return redis.Redis.from_url(url, **common)
+
+
+class _LazyCluster:
+    """A :class:`RedisCluster` built on first use (its constructor connects to the cluster)."""
+
+    def __init__(self, build: Callable[[], RedisCluster]) -> None:
+        self._build = build
+        self._client: RedisCluster | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            try:
+                self._client = self._build()
+            except RedisClusterException as exc:  # not a RedisError: callers catch only those
+                raise redis.ConnectionError(f"no Redis Cluster node answered: {exc}") from exc
+        return getattr(self._client, name)

@@ -13,24 +13,68 @@ WebSocket protocol (JSON text frames):
   anything during ``$connect`` itself, so this is how a client gets a prediction without
   waiting for the next tick);
 * anything else → ``{"type": "error", "error": "…"}``; the connection stays open.
+
+Clients never see internal detail: a store failure is logged here with its exception and
+answered with a fixed text (``503``/``service temporarily unavailable``); no reply echoes
+client input. Light on purpose: no numpy, onnxruntime or fastavro in this import graph.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import redis
 
-from btcpred.inference.connections import ConnectionRegistry
-from btcpred.inference.outputs import GoneError, Poster
-from btcpred.inference.service import rss_mb
+from btcpred.inference.connections import ConnectionRegistry, RegistryUnavailableError
+from btcpred.inference.posting import GoneError, Poster
+from btcpred.inference.process import rss_mb
 from btcpred.inference.store import InferenceStore
-from btcpred.settings import InferenceSettings
+from btcpred.settings import HttpSettings, WebSocketSettings
 
-__all__ = ["HttpApi", "HttpResponse", "WebSocketApi"]
+__all__ = ["HttpApi", "HttpResponse", "WebSocketApi", "client_text", "decode_body"]
+
+logger = logging.getLogger(__name__)
+UNAVAILABLE = "service temporarily unavailable; try again"
+_STORE_DOWN = (redis.RedisError, RegistryUnavailableError)
+
+
+def client_text(value: object) -> str | None:
+    """A client-supplied string as UTF-8-safe text, or None when it is not a string.
+
+    Lone surrogates (``"\\ud800"``, which JSON allows and Python keeps) cannot be encoded; they
+    make the value unusable rather than raising later.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+def decode_body(body: object, is_base64: bool) -> bytes | None:
+    """The raw bytes of a WebSocket/HTTP event body (None when it cannot be decoded)."""
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        raw = body
+    elif isinstance(body, str):
+        raw = body.encode("utf-8", "surrogatepass")  # a lone surrogate: not valid UTF-8 below
+    else:
+        return None
+    if is_base64:
+        try:
+            return base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    return raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +83,14 @@ class HttpResponse:
 
     status: int
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
 
     def to_proxy(self) -> dict[str, Any]:
         """The Lambda proxy integration response."""
+        headers = {"content-type": "application/json", "cache-control": "no-store"}
         return {
             "statusCode": self.status,
-            "headers": {"content-type": "application/json", "cache-control": "no-store"},
+            "headers": headers | self.headers,
             "body": orjson.dumps(self.body).decode(),
         }
 
@@ -54,7 +100,7 @@ class WebSocketApi:
 
     def __init__(
         self,
-        settings: InferenceSettings,
+        settings: WebSocketSettings,
         registry: ConnectionRegistry,
         store: InferenceStore,
         token: str | None,
@@ -64,19 +110,20 @@ class WebSocketApi:
         self.store = store
         self.token = token
 
-    def connect(self, connection_id: str, query: dict[str, str] | None, now_ms: int) -> int:
+    def connect(self, connection_id: str, query: object, now_ms: int) -> int:
         """``$connect``: 200 stored, 401 bad token (or none configured), 400 bad symbol, 503
         registry down."""
-        query = query or {}
-        given = query.get("token", "")
+        params = query if isinstance(query, dict) else {}
+        given = client_text(params.get("token")) or ""
         if not self.token or not hmac.compare_digest(given.encode(), self.token.encode()):
             return 401
-        symbol = query.get("symbol", self.settings.symbols[0]).upper()
-        if symbol not in self.settings.symbols:
+        symbol = client_text(params.get("symbol", self.settings.symbols[0]))
+        if symbol is None or symbol.upper() not in self.settings.symbols:
             return 400
         try:
-            self.registry.add(connection_id, symbol, now_ms)
-        except redis.RedisError:
+            self.registry.add(connection_id, symbol.upper(), now_ms)
+        except _STORE_DOWN as exc:
+            logger.warning("$connect %s: registry unavailable: %s", connection_id, exc)
             return 503
         return 200
 
@@ -84,13 +131,18 @@ class WebSocketApi:
         """``$disconnect``: forget the connection (200 even when it was unknown)."""
         try:
             self.registry.remove([connection_id])
-        except redis.RedisError:
+        except _STORE_DOWN as exc:
+            logger.warning("$disconnect %s: registry unavailable: %s", connection_id, exc)
             return 503  # it expires with its TTL
         return 200
 
-    def message(self, connection_id: str, body: str | bytes | None, now_ms: int) -> list[bytes]:
+    def message(
+        self, connection_id: str, body: object, now_ms: int, *, is_base64: bool = False
+    ) -> list[bytes]:
         """``$default``: the replies to send back to the connection, in order."""
-        raw = body.encode() if isinstance(body, str) else (body or b"")
+        raw = decode_body(body, is_base64)
+        if raw is None:
+            return [_error("message body could not be decoded")]
         limit = self.settings.max_message_bytes
         if len(raw) > limit:
             return [_error(f"message of {len(raw)} bytes is larger than {limit}")]
@@ -98,23 +150,23 @@ class WebSocketApi:
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return [_error("message is not JSON")]
-        if not isinstance(msg, dict) or not isinstance(msg.get("action"), str):
-            return [_error('message must be a JSON object with an "action"')]
-        action = msg["action"]
+        action = msg.get("action") if isinstance(msg, dict) else None
         if action == "ping":
             return [orjson.dumps({"type": "pong", "timestamp": now_ms})]
         if action != "subscribe":
-            return [_error(f"unknown action {action!r}; use ping or subscribe")]
-        symbol = msg.get("symbol")
-        if not isinstance(symbol, str) or symbol.upper() not in self.settings.symbols:
-            known = ", ".join(self.settings.symbols)
-            return [_error(f"symbol must be one of {known}")]
+            return [_error('message must be a JSON object with "action": "ping" or "subscribe"')]
+        return self._subscribe(connection_id, client_text(msg.get("symbol")), now_ms)
+
+    def _subscribe(self, connection_id: str, symbol: str | None, now_ms: int) -> list[bytes]:
+        if symbol is None or symbol.upper() not in self.settings.symbols:
+            return [_error(f"symbol must be one of {', '.join(self.settings.symbols)}")]
         symbol = symbol.upper()
         try:
             self.registry.add(connection_id, symbol, now_ms)
             latest = self.store.latest_prediction(symbol)
-        except redis.RedisError:
-            return [_error("service temporarily unavailable; try again")]
+        except _STORE_DOWN as exc:
+            logger.warning("subscribe %s: store unavailable: %s", connection_id, exc)
+            return [_error(UNAVAILABLE)]
         replies = [orjson.dumps({"type": "subscribed", "symbol": symbol})]
         if latest is not None:
             replies.append(latest.to_json())
@@ -135,50 +187,65 @@ def _error(text: str) -> bytes:
 
 
 class HttpApi:
-    """``GET /health`` and ``GET /prediction/latest``."""
+    """``GET /health`` and ``GET /prediction/latest``, routed by :meth:`route`."""
 
-    def __init__(self, settings: InferenceSettings, store: InferenceStore) -> None:
+    def __init__(self, settings: HttpSettings, store: InferenceStore) -> None:
         self.settings = settings
         self.store = store
 
-    def latest(self, symbol: str | None) -> HttpResponse:
+    def route(
+        self, method: object, path: object, stage: object, query: object, now_ms: int
+    ) -> HttpResponse:
+        """Answer one request: ``path`` as API Gateway gives it (``rawPath``, which carries
+        ``/{stage}`` on a named stage), a trailing slash ignored."""
+        route = _route_path(client_text(path) or "/", client_text(stage))
+        if route not in ("/health", "/prediction/latest"):
+            return HttpResponse(404, {"error": "no such route; use /health or /prediction/latest"})
+        if method != "GET":
+            return HttpResponse(405, {"error": "only GET is allowed"}, {"allow": "GET"})
+        if route == "/health":
+            return self.health(now_ms)
+        params = query if isinstance(query, dict) else {}
+        return self.latest(params.get("symbol"))
+
+    def latest(self, symbol: object) -> HttpResponse:
         """The newest PredictionResult of ``symbol`` (default: the first configured)."""
-        symbol = (symbol or self.settings.symbols[0]).upper()
-        if symbol not in self.settings.symbols:
-            return HttpResponse(404, {"error": f"unknown symbol {symbol}"})
+        name = self.settings.symbols[0] if symbol is None else client_text(symbol)
+        if name is None or name.upper() not in self.settings.symbols:
+            return HttpResponse(404, {"error": "unknown symbol", "symbols": self.settings.symbols})
         try:
-            latest = self.store.latest_prediction(symbol)
-        except redis.RedisError as exc:
-            return HttpResponse(503, {"error": f"redis unreachable: {exc}"})
+            latest = self.store.latest_prediction(name.upper())
+        except _STORE_DOWN as exc:
+            logger.warning("GET /prediction/latest: store unavailable: %s", exc)
+            return HttpResponse(503, {"error": UNAVAILABLE})
         if latest is None:
-            return HttpResponse(503, {"error": f"no fresh prediction for {symbol}"})
+            return HttpResponse(503, {"error": "no fresh prediction", "symbol": name.upper()})
         return HttpResponse(200, orjson.loads(latest.to_json()))
 
     def health(self, now_ms: int) -> HttpResponse:
         """200 when Redis answers and an active predictor published within three intervals."""
         body: dict[str, Any] = {"api_rss_mb": round(rss_mb(), 1)}
         try:
-            self.store.client.ping()
             doc = self.store.health()
             ages = self._feature_ages(now_ms)
-        except redis.RedisError as exc:
-            body.update(status="unavailable", redis_reachable=False, error=str(exc))
+        except _STORE_DOWN as exc:
+            logger.warning("GET /health: store unavailable: %s", exc)
+            body.update(status="unavailable", redis_reachable=False, reason="store unreachable")
             return HttpResponse(503, body)
         body.update(redis_reachable=True, stream_features_age_ms=ages)
         stale_after = 3 * self.settings.interval_s * 1000
         last = None if doc is None else doc.get("last_prediction_ms")
         if doc is None or not isinstance(last, int) or now_ms - last > stale_after:
-            body.update(status="unavailable", error="no active predictor", predictor=doc)
+            body.update(status="unavailable", reason="no active predictor")
             return HttpResponse(503, body)
         body.update(
             status="ok",
-            model_version=doc.get("model_version"),
-            mode=doc.get("mode"),
+            model_version=_public(doc.get("model_version")),
+            mode=_public(doc.get("mode")),
             fallback=doc.get("mode") != "stream",
-            predictor_rss_mb=doc.get("rss_mb"),
-            pending_predictions=doc.get("pending_predictions"),
+            predictor_rss_mb=_number(doc.get("rss_mb")),
+            pending_predictions=_number(doc.get("pending_predictions")),
             last_prediction_age_ms=now_ms - last,
-            predictor=doc,
         )
         return HttpResponse(200, body)
 
@@ -188,3 +255,18 @@ class HttpApi:
             symbol: None if found.latest is None else now_ms - found.latest.timestamp
             for symbol, found in stored.items()
         }
+
+
+def _route_path(path: str, stage: str | None) -> str:
+    if stage and stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
+        path = path[len(stage) + 1 :] or "/"
+    return path.rstrip("/") or "/"
+
+
+def _public(value: object) -> str | None:
+    """A short identifier from the predictor's document (model version, mode), else None."""
+    return value if isinstance(value, str) and len(value) <= 64 else None
+
+
+def _number(value: object) -> float | int | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -5,9 +5,14 @@
 ``ws:conn:{id}``                the symbol the connection is subscribed to (TTL = expiry)
 ==============================  ===========================================================
 
-A connection is stored with a time-to-live (API Gateway closes a connection after two hours),
-so a missed ``$disconnect`` never leaves a connection behind for long: expired members are
-ignored when read and swept on every ``add``.
+(names from :class:`btcpred.keys.RedisKeys`). A connection is stored with a time-to-live (API
+Gateway closes a connection after two hours), so a missed ``$disconnect`` never leaves a
+connection behind for long: expired members are ignored when read and swept on every ``add``.
+
+The two keys of a connection live in different Redis Cluster hash slots (the set is tagged by
+symbol, the connection key cannot be: its symbol is what it records), so they are written by
+one non-transactional pipeline: a failure between the two leaves at worst a member or a
+pointer that expires with its TTL, never a connection that receives another symbol.
 """
 
 from __future__ import annotations
@@ -17,11 +22,20 @@ from typing import Protocol
 
 import redis
 
-__all__ = ["ConnectionRegistry", "RedisConnectionRegistry"]
+from btcpred.keys import RedisKeys
+from btcpred.redisconn import RedisClient
+
+__all__ = ["ConnectionRegistry", "RedisConnectionRegistry", "RegistryUnavailableError"]
+
+
+class RegistryUnavailableError(Exception):
+    """The registry's store could not be reached or failed (retryable)."""
+
+    retryable = True
 
 
 class ConnectionRegistry(Protocol):
-    """Who is connected, by symbol."""
+    """Who is connected, by symbol. Every method may raise :class:`RegistryUnavailableError`."""
 
     def add(self, connection_id: str, symbol: str, now_ms: int) -> None:
         """Store (or move) a connection under ``symbol``."""
@@ -36,51 +50,64 @@ class ConnectionRegistry(Protocol):
         """The symbol a connection is subscribed to, or None when unknown."""
 
 
-class RedisConnectionRegistry:
-    """:class:`ConnectionRegistry` in Redis; raises ``redis.RedisError`` when it is down."""
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
-    def __init__(self, client: redis.Redis, *, ttl_s: int = 7200, prefix: str = "ws") -> None:
+
+class RedisConnectionRegistry:
+    """:class:`ConnectionRegistry` in Redis (single node or cluster)."""
+
+    def __init__(
+        self, client: RedisClient, *, ttl_s: int = 7200, keys: RedisKeys | None = None
+    ) -> None:
         if ttl_s < 1:
             raise ValueError("ttl_s must be positive")
         self.client = client
         self.ttl_s = ttl_s
-        self.prefix = prefix
-
-    def _set(self, symbol: str) -> str:
-        return f"{self.prefix}:{symbol}:connections"
-
-    def _conn(self, connection_id: str) -> str:
-        return f"{self.prefix}:conn:{connection_id}"
+        self.keys = keys or RedisKeys()
 
     def add(self, connection_id: str, symbol: str, now_ms: int) -> None:
-        previous = self.symbol_of(connection_id)
-        expiry = now_ms + self.ttl_s * 1000
-        pipe = self.client.pipeline(transaction=True)
-        if previous is not None and previous != symbol:
-            pipe.zrem(self._set(previous), connection_id)
-        pipe.zadd(self._set(symbol), {connection_id: expiry})
-        pipe.zremrangebyscore(self._set(symbol), "-inf", now_ms)
-        pipe.expire(self._set(symbol), self.ttl_s)
-        pipe.set(self._conn(connection_id), symbol, ex=self.ttl_s)
-        pipe.execute()
+        members = self.keys.connections(symbol)
+        try:
+            previous = self.symbol_of(connection_id)
+            pipe = self.client.pipeline(transaction=False)
+            if previous is not None and previous != symbol:
+                pipe.zrem(self.keys.connections(previous), connection_id)
+            pipe.zadd(members, {connection_id: now_ms + self.ttl_s * 1000})
+            pipe.zremrangebyscore(members, "-inf", now_ms)
+            pipe.expire(members, self.ttl_s)
+            pipe.set(self.keys.connection(connection_id), symbol, ex=self.ttl_s)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise RegistryUnavailableError(f"connection registry: {exc}") from exc
 
     def remove(self, connection_ids: Sequence[str]) -> None:
         if not connection_ids:
             return
-        symbols = self.client.mget([self._conn(c) for c in connection_ids])
-        pipe = self.client.pipeline(transaction=True)
-        for cid, sym in zip(connection_ids, symbols, strict=True):
-            if sym is not None:
-                pipe.zrem(self._set(sym.decode() if isinstance(sym, bytes) else sym), cid)
-            pipe.delete(self._conn(cid))
-        pipe.execute()
+        try:
+            read = self.client.pipeline(transaction=False)
+            for cid in connection_ids:
+                read.get(self.keys.connection(cid))
+            symbols = read.execute()
+            pipe = self.client.pipeline(transaction=False)
+            for cid, sym in zip(connection_ids, symbols, strict=True):
+                if sym is not None:
+                    pipe.zrem(self.keys.connections(_text(sym)), cid)
+                pipe.delete(self.keys.connection(cid))
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise RegistryUnavailableError(f"connection registry: {exc}") from exc
 
     def connections(self, symbol: str, now_ms: int) -> list[str]:
-        members = self.client.zrangebyscore(self._set(symbol), now_ms, "+inf")
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+        try:
+            members = self.client.zrangebyscore(self.keys.connections(symbol), now_ms, "+inf")
+        except redis.RedisError as exc:
+            raise RegistryUnavailableError(f"connection registry: {exc}") from exc
+        return [_text(m) for m in members]
 
     def symbol_of(self, connection_id: str) -> str | None:
-        value = self.client.get(self._conn(connection_id))
-        if value is None:
-            return None
-        return value.decode() if isinstance(value, bytes) else str(value)
+        try:
+            value = self.client.get(self.keys.connection(connection_id))
+        except redis.RedisError as exc:
+            raise RegistryUnavailableError(f"connection registry: {exc}") from exc
+        return None if value is None else _text(value)

@@ -29,6 +29,7 @@ import fastavro
 
 from btcpred.inference.accuracy import ScoredPrediction
 from btcpred.inference.connections import ConnectionRegistry
+from btcpred.inference.posting import GoneError, ManagementApiPoster, Poster
 from btcpred.inference.result import PredictionResult
 from btcpred.model.registry import ObjectStore
 
@@ -79,35 +80,6 @@ class RecordingMetrics:
     def total(self, name: str) -> float:
         """Sum of a metric's values (0 when never recorded)."""
         return sum(self.values.get(name, ()))
-
-
-class GoneError(Exception):
-    """The WebSocket connection no longer exists (API Gateway answered 410 Gone)."""
-
-
-class Poster(Protocol):
-    """Sends bytes to one WebSocket connection."""
-
-    def post(self, connection_id: str, data: bytes) -> None:
-        """Deliver, or raise :class:`GoneError` (connection gone) or another exception."""
-
-
-class ManagementApiPoster:
-    """:class:`Poster` on a boto3 ``apigatewaymanagementapi`` client (AWS or local stand-in)."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    def post(self, connection_id: str, data: bytes) -> None:
-        try:
-            self.client.post_to_connection(ConnectionId=connection_id, Data=data)
-        except Exception as exc:
-            response = getattr(exc, "response", None) or {}
-            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            code = response.get("Error", {}).get("Code")
-            if status == 410 or code == "GoneException":
-                raise GoneError(connection_id) from None
-            raise
 
 
 @dataclass(frozen=True, slots=True)

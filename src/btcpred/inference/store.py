@@ -25,13 +25,13 @@ from typing import Any
 
 import msgspec
 import orjson
-import redis
 
 from btcpred.features import FeatureSnapshot
 from btcpred.features.snapshot import SnapshotFormatError
 from btcpred.inference.accuracy import ScoredPrediction
 from btcpred.inference.result import PredictionResult, ResultFormatError
 from btcpred.keys import PredictionKeys
+from btcpred.redisconn import RedisClient
 
 __all__ = ["HEALTH_KEY", "LEASE_KEY", "InferenceStore", "StoredFeatures"]
 
@@ -69,7 +69,7 @@ class InferenceStore:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         keys: Callable[[str], PredictionKeys],
         *,
         features_prefix: str = "features",

@@ -6,7 +6,16 @@ value raises :class:`ConfigError` naming the variable, at start, not on the firs
 """
 
 from btcpred.settings.aggregator import AggregatorSettings, PoisonPolicy
+from btcpred.settings.clients import HttpSettings, WebSocketSettings
 from btcpred.settings.inference import InferenceSettings
 from btcpred.settings.parse import ConfigError, Env
 
-__all__ = ["AggregatorSettings", "ConfigError", "Env", "InferenceSettings", "PoisonPolicy"]
+__all__ = [
+    "AggregatorSettings",
+    "ConfigError",
+    "Env",
+    "HttpSettings",
+    "InferenceSettings",
+    "PoisonPolicy",
+    "WebSocketSettings",
+]

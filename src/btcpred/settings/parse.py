@@ -166,3 +166,22 @@ def url(text: str) -> str:
     if not re.fullmatch(r"(https?|rediss?)://\S+", text):
         raise ValueError("must be an http(s):// or redis(s):// URL")
     return text.rstrip("/")
+
+
+def symbols_and_prediction_key(
+    env: Mapping[str, str], default_symbols: tuple[str, ...], default_key: str
+) -> tuple[tuple[str, ...], str]:
+    """``SYMBOLS`` and ``REDIS_PREDICTION_KEY``, checked together.
+
+    Raises
+    ------
+    ConfigError
+        Either is invalid, or several symbols share a key without ``{symbol}``.
+    """
+    found = read(env, Env.SYMBOLS, default_symbols, symbols)
+    key = read(env, Env.REDIS_PREDICTION_KEY, default_key, prediction_key)
+    if "{symbol}" not in key and len(found) > 1:
+        raise ConfigError(
+            f"{Env.REDIS_PREDICTION_KEY.value}={key!r}: several SYMBOLS need a {{symbol}} key"
+        )
+    return found, key
