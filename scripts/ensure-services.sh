@@ -32,6 +32,8 @@ pg_bindir() {
 missing_packages() {
   local pkgs=()
   command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+  # redis-cli joins the throwaway Redis Cluster's nodes (redis-server depends on it on Debian)
+  command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-tools)
   pg_bindir >/dev/null || pkgs+=(postgresql)
   echo "${pkgs[*]:-}"
 }
@@ -75,4 +77,5 @@ if [[ -n $missing ]]; then
 fi
 ensure_postgres_user
 
-echo "ensure-services: redis-server=$(command -v redis-server) postgres-bindir=$(pg_bindir)"
+echo "ensure-services: redis-server=$(command -v redis-server) redis-cli=$(command -v redis-cli)" \
+  "postgres-bindir=$(pg_bindir)"
