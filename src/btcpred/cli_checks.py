@@ -179,12 +179,15 @@ def redis_url(url: str, *, timeout_s: float = 1.0) -> str:
     try:
         client = connect(url, timeout_s=timeout_s)
     except ValueError as exc:
-        raise CliError(f"--redis-url {url!r}: {exc}") from None
+        raise CliError(f"--redis-url {url}: {exc}") from None
     try:
         with client:
             keys = client.dbsize()
     except redis.RedisError as exc:
         raise CliError(f"--redis-url {url}: no Redis answers ({exc})") from None
     if keys:
-        raise CliError(f"--redis-url {url}: the database holds {keys} keys; give an empty one")
+        raise CliError(
+            f"--redis-url {url}: the database is not empty (DBSIZE {keys}); the bench flushes it, "
+            "give an empty one"
+        )
     return url
