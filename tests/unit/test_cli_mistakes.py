@@ -143,7 +143,11 @@ def test_a_gz_file_that_is_not_gzip_is_one_line(
 # --- empty and header-only inputs --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content", [b"", HEADER.encode(), gzip.compress(HEADER.encode())])
+@pytest.mark.parametrize(
+    "content",
+    [b"", HEADER.encode(), gzip.compress(HEADER.encode())],
+    ids=["empty", "header", "header-gz"],
+)
 def test_features_of_an_empty_or_header_only_klines_file_is_an_error(
     content: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -444,3 +448,18 @@ def test_a_bug_is_not_turned_into_a_one_line_error(monkeypatch: pytest.MonkeyPat
 
     with pytest.raises(TypeError, match="a bug"):
         main(["features", "--klines", str(KLINES)])
+
+
+def test_every_mapped_error_type_exists() -> None:
+    # A renamed class would make the error path itself raise AttributeError.
+    import importlib
+
+    from btcpred.cli_checks import _USER_ERRORS, user_error_types
+
+    for module_name, _ in _USER_ERRORS:
+        importlib.import_module(module_name)
+
+    types = user_error_types()
+
+    assert len(types) == 1 + len(_USER_ERRORS)
+    assert all(issubclass(t, Exception) for t in types)
