@@ -15,11 +15,23 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from btcpred.cli_checks import (
+    EXIT_USER_ERROR,
+    CliError,
+    error_line,
+    input_file,
+    klines_inputs,
+    output_file,
+    redis_url,
+    replaced_on_success,
+    user_error_types,
+)
 from btcpred.cli_model import add_parsers
 from btcpred.sources.capture import Capture, load_capture
 
 if TYPE_CHECKING:
     from btcpred.features import FeatureSnapshot
+    from btcpred.klines import Kline
     from btcpred.local.pipeline import LocalAggregation
     from btcpred.model import OnnxModel
 
@@ -43,20 +55,23 @@ def _default_warmup_klines() -> Path | None:
     return None
 
 
-def _load(paths: Sequence[Path] | None) -> Capture:
+def _capture_files(paths: Sequence[Path] | None) -> list[Path]:
+    """``--capture`` files (checked), else the fixture's."""
     files = list(paths) if paths else sorted(_default_capture_dir().glob(CAPTURE_GLOB))
     if not files:
-        raise SystemExit(
-            "btcpred: no capture files found; pass --capture FILE (fixtures/binance/"
+        raise CliError(
+            "no capture files found; pass --capture FILE (fixtures/binance/"
             f"{CAPTURE_GLOB} in the repository)"
         )
-    for path in files:
-        if not path.is_file():
-            raise SystemExit(f"btcpred: capture file not found: {path}")
+    return [input_file(path, "capture file") for path in files]
+
+
+def _load(paths: Sequence[Path] | None) -> Capture:
+    files = _capture_files(paths)
     capture = load_capture(files)
     if not capture.events:
-        raise SystemExit(
-            f"btcpred: no market messages in {', '.join(map(str, files))} "
+        raise CliError(
+            f"no market messages in {', '.join(map(str, files))} "
             f"({len(capture.rejected)} unreadable lines); is it a capture file?"
         )
     return capture
@@ -73,9 +88,7 @@ def _replay_model(args: argparse.Namespace) -> OnnxModel | None:
         return None
     model = open_model(args.model or default_registry())
     if model.metadata.window != 1:
-        raise SystemExit(
-            f"btcpred: {model.version} is a sequence model; the replay serves one-point models"
-        )
+        raise CliError(f"{model.version} is a sequence model; the replay serves one-point models")
     print(
         f"predictions: {model.version} (ONNX, one intra-op thread), the inference loop ticking "
         "every 1.5 s of market time against the same Redis",
@@ -87,13 +100,12 @@ def _replay_model(args: argparse.Namespace) -> OnnxModel | None:
 def _local_aggregation(
     stack: contextlib.ExitStack,
     capture: Capture,
-    klines_path: Path | None,
+    klines: Sequence[Kline] | None,
     model: OnnxModel | None,
 ) -> LocalAggregation:
     """A private Redis (and a local Binance REST server for warm-up) behind the aggregator."""
     import redis
 
-    from btcpred.klines import read_klines
     from btcpred.local.pipeline import LocalAggregation
     from btcpred.sim.binance_rest import BinanceRestServer
     from btcpred.sim.services import RedisServer, ServiceNotInstalledError
@@ -101,13 +113,11 @@ def _local_aggregation(
     try:
         server = stack.enter_context(RedisServer())
     except ServiceNotInstalledError as exc:
-        raise SystemExit(
-            f"btcpred: {exc}; run scripts/ensure-services.sh (make run does)"
-        ) from None
+        raise CliError(f"{exc}; run scripts/ensure-services.sh (make run does)") from None
     rest_url = None
-    if klines_path is not None and klines_path.is_file():
+    if klines is not None:
         start_ms = capture.events[0].event_time_us // 1000
-        history = [k for k in read_klines(klines_path) if k.open_time_ms <= start_ms]
+        history = [k for k in klines if k.open_time_ms <= start_ms]
         rest = stack.enter_context(BinanceRestServer(history, now_ms=lambda: start_ms))
         rest_url = rest.url
     print(
@@ -119,14 +129,30 @@ def _local_aggregation(
     return LocalAggregation(client, rest_url=rest_url, model=model)
 
 
+def _replay_klines(args: argparse.Namespace) -> list[Kline] | None:
+    """The warm-up klines of ``--klines``, else of the fixture when it is there (read whole up
+    front: a bad file is reported before the capture loads)."""
+    from btcpred.klines import read_klines
+
+    if args.klines is not None:
+        input_file(args.klines, "klines file")
+    path = _default_warmup_klines() if args.klines is None else args.klines
+    if args.no_features or path is None:
+        return None
+    return list(read_klines(path))
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from btcpred.local.replay import replay
 
+    _capture_files(args.capture)  # every argument is checked before the capture loads
+    klines = _replay_klines(args)
     print(
         "btcpred replay: recorded Binance capture -> SBE frames -> decoder -> events "
         "-> Kinesis records -> aggregator -> Redis features -> ONNX prediction",
         flush=True,
     )
+    model = None if args.no_features else _replay_model(args)
     capture = _load(args.capture)
     print(
         f"loaded {len(capture.events):,} messages; capture clock offset "
@@ -141,8 +167,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         local, on_events = None, None
         if not args.no_features:
-            klines = args.klines if args.klines is not None else _default_warmup_klines()
-            local = _local_aggregation(stack, capture, klines, _replay_model(args))
+            local = _local_aggregation(stack, capture, klines, model)
             on_events = local.formatted
         summary = replay(
             capture,
@@ -213,7 +238,7 @@ def _bench_model(args: argparse.Namespace) -> dict[str, Any]:
     model = open_model(args.model or default_registry())
     warmup = _default_warmup_klines()
     if warmup is None:
-        raise SystemExit("btcpred: the fixture klines (fixtures/binance) are missing")
+        raise CliError("the fixture klines (fixtures/binance) are missing")
     *_, snap = snapshots_from_klines(read_klines(warmup), FeatureEngine("BTCUSDT"))
     if not args.json:
         print(f"bench model: {model.version}, one intra-op thread, 20,000 runs", file=sys.stderr)
@@ -248,7 +273,7 @@ def _warm_point() -> FeatureSnapshot:
     stream = engine.snapshot()
     warmup = _default_warmup_klines()
     if warmup is None:
-        raise SystemExit("btcpred: the fixture klines (fixtures/binance) are missing")
+        raise CliError("the fixture klines (fixtures/binance) are missing")
     start_ms = capture.events[0].event_time_us // 1000
     klines = [k for k in read_klines(warmup) if k.close_time_ms < start_ms]
     *_, bars = snapshots_from_klines(klines, FeatureEngine("BTCUSDT"))
@@ -290,6 +315,8 @@ def _bench_inference(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from btcpred.bench import pin_to_one_cpu
 
+    if args.redis_url is not None and args.name in ("aggregator", "inference"):
+        redis_url(args.redis_url)  # before the capture loads and the bench processes start
     cpu = pin_to_one_cpu()
     if args.name in ("model", "inference"):
         data = _bench_model(args) if args.name == "model" else _bench_inference(args)
@@ -311,26 +338,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_features(args: argparse.Namespace) -> int:
     from btcpred.features import FeatureEngine
     from btcpred.features.batch import snapshots_from_klines, write_csv
-    from btcpred.klines import KlineFormatError, read_klines
+    from btcpred.klines import read_klines
 
-    for path in args.klines:
-        if not path.is_file():
-            raise SystemExit(f"btcpred: klines file not found: {path}")
+    paths = klines_inputs(args.klines)
+    output = None if args.output is None else output_file(args.output, "--output")
     engine = FeatureEngine(args.symbol)
-    klines = (kline for path in args.klines for kline in read_klines(path))
-    out = sys.stdout if args.output is None else args.output.open("w", encoding="ascii")
+    klines = (kline for path in paths for kline in read_klines(path))
+    snapshots = snapshots_from_klines(klines, engine)
+    if output is None:
+        for _ in write_csv(snapshots, sys.stdout):
+            pass
+        return 0
     rows = 0
-    try:
-        for rows in write_csv(snapshots_from_klines(klines, engine), out):
-            if args.output is not None and rows % 20_000 == 0:
+    with replaced_on_success(output, "--output") as out:
+        for rows in write_csv(snapshots, out):
+            if rows % 20_000 == 0:
                 print(f"features: {rows:,} bars", file=sys.stderr, flush=True)
-    except KlineFormatError as exc:
-        raise SystemExit(f"btcpred: {exc}") from None
-    finally:
-        if args.output is not None:
-            out.close()
-    if args.output is not None:
-        print(f"features: wrote {rows:,} rows to {args.output}", file=sys.stderr)
+    print(f"features: wrote {rows:,} rows to {output}", file=sys.stderr)
     return 0
 
 
@@ -426,6 +450,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        if not isinstance(exc, user_error_types()):
+            raise  # a bug: keep the traceback
+        print(error_line(exc), file=sys.stderr)
+        return EXIT_USER_ERROR
     return code
 
 

@@ -16,6 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from btcpred.cli_checks import (
+    CliError,
+    input_directory,
+    input_file,
+    klines_inputs,
+    new_directory,
+    output_directory,
+)
+
 if TYPE_CHECKING:
     from btcpred.klines import Kline
     from btcpred.model.dataset import Dataset
@@ -39,80 +48,103 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def open_registry_uri(uri: str) -> ModelRegistry:
-    """A registry for a URI; S3 needs boto3 (``pip install -e '.[aws]'``)."""
+def _s3_client(uri: str) -> Any:
+    """An S3 client with short timeouts and few retries, once credentials are known to exist
+    (without them every call fails only after botocore's whole search for them)."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise CliError(f"{uri}: an S3 registry needs boto3: pip install -e '.[aws]'") from None
+    session = boto3.Session()
+    if session.get_credentials() is None:
+        raise CliError(
+            f"{uri}: no AWS credentials found (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY)"
+        )
+    config = Config(
+        connect_timeout=3, read_timeout=20, retries={"max_attempts": 2, "mode": "standard"}
+    )
+    return session.client("s3", config=config)
+
+
+def _local_registry(uri: str) -> Path | None:
+    """The directory of a local registry URI (``DIR`` or ``file://DIR``), None for others."""
+    if "://" in uri and not uri.startswith("file://"):
+        return None
+    return Path(uri.removeprefix("file://"))
+
+
+def open_registry_uri(uri: str, *, create: bool = False) -> ModelRegistry:
+    """A registry for a URI, checked: a local one must be a directory (or, with ``create``, be
+    creatable); S3 needs boto3 (``pip install -e '.[aws]'``) and AWS credentials."""
     from btcpred.model.registry import open_registry
 
-    client = None
-    if uri.startswith("s3://"):
-        try:
-            import boto3
-        except ImportError:
-            raise SystemExit(
-                "btcpred: an S3 registry needs boto3: pip install -e '.[aws]'"
-            ) from None
-        client = boto3.client("s3")
-    return open_registry(uri, client)
+    local = _local_registry(uri)
+    if local is not None and create:
+        output_directory(local, "registry")
+    elif local is not None:
+        input_directory(local, "registry")
+    return open_registry(uri, _s3_client(uri) if uri.startswith("s3://") else None)
 
 
 def open_model(location: str, name: str = DEFAULT_MODEL_NAME) -> OnnxModel:
     """Load a model from any of the locations in the module docstring."""
-    from btcpred.model.metadata import METADATA_FILE, ModelFormatError
-    from btcpred.model.registry import CURRENT_FILE, RegistryError
+    from btcpred.model.metadata import METADATA_FILE
+    from btcpred.model.registry import CURRENT_FILE
     from btcpred.model.runtime import OnnxModel
 
-    path = None if location.startswith("s3://") else Path(location)
-    try:
-        if path is not None and (path / METADATA_FILE).is_file():
-            return OnnxModel.load(path)
-        if path is not None and (path / CURRENT_FILE).is_file():
-            return open_registry_uri(str(path.parent)).load(path.name)
-        return open_registry_uri(location).load(name)
-    except (ModelFormatError, RegistryError) as exc:
-        raise SystemExit(f"btcpred: {exc}") from None
+    path = _local_registry(location)
+    if path is not None:
+        input_directory(path, "model", "; give a model directory or a registry")
+    if path is not None and (path / METADATA_FILE).is_file():
+        return OnnxModel.load(path)
+    if path is not None and (path / CURRENT_FILE).is_file():
+        return open_registry_uri(str(path.parent)).load(path.name)
+    return open_registry_uri(location).load(name)
 
 
 def _klines(paths: Sequence[Path]) -> list[Kline]:
-    from btcpred.klines import KlineFormatError, read_klines
+    from btcpred.klines import read_klines
 
-    out: list[Kline] = []
-    for path in paths:
-        if not path.is_file():
-            raise SystemExit(f"btcpred: klines file not found: {path}")
-        try:
-            out.extend(read_klines(path))
-        except KlineFormatError as exc:
-            raise SystemExit(f"btcpred: {exc}") from None
-    return out
+    return [kline for path in paths for kline in read_klines(path)]
+
+
+def _check_sources(args: argparse.Namespace) -> None:
+    """``--klines`` / ``--capture`` files exist (klines: and hold klines), before the work."""
+    if args.klines:
+        klines_inputs(args.klines)
+    else:
+        for path in args.capture:
+            input_file(path, "capture file")
 
 
 def _dataset(args: argparse.Namespace, window: int, masked: Sequence[str] | None) -> Dataset:
-    from btcpred.model.dataset import DatasetError, dataset_from_events, dataset_from_klines
+    from btcpred.model.dataset import dataset_from_events, dataset_from_klines
 
     names = ", ".join(p.name for p in (args.klines or args.capture))
-    try:
-        if args.klines:
-            _say(f"features: running {names} through the feature engine")
-            klines = _klines(args.klines)
-            return dataset_from_klines(
-                klines,
-                source=f"1-minute klines: {names}",
-                symbol=args.symbol,
-                window=window,
-                masked=masked,
-            )
-        from btcpred.sources.capture import load_capture
-
-        capture = load_capture(list(args.capture))
-        return dataset_from_events(
-            capture.events,
-            source=f"recorded stream: {names}",
+    if args.klines:
+        klines = _klines(args.klines)
+        _say(f"features: running {names} through the feature engine")
+        return dataset_from_klines(
+            klines,
+            source=f"1-minute klines: {names}",
             symbol=args.symbol,
             window=window,
             masked=masked,
         )
-    except DatasetError as exc:
-        raise SystemExit(f"btcpred: {exc}") from None
+    from btcpred.sources.capture import load_capture
+
+    capture = load_capture(list(args.capture))
+    if not capture.events:
+        raise CliError(f"no market messages in {names}; is it a capture file?")
+    return dataset_from_events(
+        capture.events,
+        source=f"recorded stream: {names}",
+        symbol=args.symbol,
+        window=window,
+        masked=masked,
+    )
 
 
 def _metrics_lines(label: str, ev: Evaluation) -> list[str]:
@@ -126,12 +158,13 @@ def _metrics_lines(label: str, ev: Evaluation) -> list[str]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``btcpred train``."""
+    _check_sources(args)
+    new_directory(args.out, "--out")  # checked again by write_model, after the training
     try:
         from btcpred.model.train import TrainConfig, train, write_model
     except ImportError as exc:
-        raise SystemExit(
-            f"btcpred: training needs the train extra ({exc.name} is missing): "
-            "pip install -e '.[train]'"
+        raise CliError(
+            f"training needs the train extra ({exc.name} is missing): pip install -e '.[train]'"
         ) from None
     window = 5 if args.architecture == "sequence" else 1
     data = _dataset(args, window, None)
@@ -139,13 +172,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         name=args.name, version=args.version, seed=args.seed, max_epochs=args.max_epochs
     )
-    from btcpred.model.dataset import DatasetError
-
-    try:
-        trained = train(data, config, progress=_say)
-    except DatasetError as exc:
-        raise SystemExit(f"btcpred: {exc}") from None
-    out = write_model(trained, args.out)
+    trained = train(data, config, progress=_say)
+    out = write_model(trained, new_directory(args.out, "--out"))
     for label, ev in trained.metadata.metrics.items():
         print(*_metrics_lines(label, ev))
     print(
@@ -159,9 +187,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """``btcpred evaluate``."""
     from btcpred.model.evaluate import evaluate
 
-    if args.report is not None and importlib.util.find_spec("matplotlib") is None:
-        # checked before the evaluation, which can take a while
-        raise SystemExit("btcpred: --report needs matplotlib: pip install -e '.[train]'")
+    _check_sources(args)
+    if args.report is not None:  # checked before the evaluation, which can take a while
+        output_directory(args.report, "--report")
+        if importlib.util.find_spec("matplotlib") is None:
+            raise CliError("--report needs matplotlib: pip install -e '.[train]'")
     model = open_model(args.model, args.name)
     meta = model.metadata
     data = _dataset(args, meta.window, meta.masked_features)
@@ -170,7 +200,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         keep = (data.timestamps >= part.first_ms) & (data.timestamps <= part.last_ms)
         data = data.take(keep.nonzero()[0])
     if len(data) == 0:
-        raise SystemExit("btcpred: no samples to evaluate (is this the model's data?)")
+        raise CliError("no samples to evaluate (is this the model's data?)")
     scored = evaluate(model, data)
     ev = scored.evaluation
     if args.json:
@@ -188,16 +218,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """``btcpred model publish``."""
-    from btcpred.model.metadata import ModelFormatError
-    from btcpred.model.registry import RegistryError
+    from btcpred.model.metadata import METADATA_FILE, MODEL_FILE
 
-    registry = open_registry_uri(args.registry)
-    try:
-        pointer = registry.publish(args.directory, make_current=not args.no_current)
-    except FileNotFoundError as exc:
-        raise SystemExit(f"btcpred: not a model directory: {exc.filename} is missing") from None
-    except (ModelFormatError, RegistryError) as exc:
-        raise SystemExit(f"btcpred: {exc}") from None
+    input_directory(args.directory, "model directory")
+    for name in (METADATA_FILE, MODEL_FILE):
+        if not (args.directory / name).is_file():
+            raise CliError(f"not a model directory: {args.directory / name} is missing")
+    registry = open_registry_uri(args.registry, create=True)
+    pointer = registry.publish(args.directory, make_current=not args.no_current)
     where = f"{registry!r}/{pointer.name}/{pointer.version}"
     print(f"published {where}" + ("" if args.no_current else " (now current)"))
     return 0
@@ -205,14 +233,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """``btcpred model list``."""
-    from btcpred.model.metadata import ModelFormatError
-    from btcpred.model.registry import RegistryError
-
     registry = open_registry_uri(args.registry)
-    try:
-        models = registry.models()
-    except (ModelFormatError, RegistryError) as exc:
-        raise SystemExit(f"btcpred: {exc}") from None
+    models = registry.models()
     rows: list[dict[str, Any]] = []
     for m in models:
         test = m.metadata.metrics.get("test")

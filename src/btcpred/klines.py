@@ -23,7 +23,8 @@ import csv
 import gzip
 import io
 import math
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 
 import msgspec
@@ -40,7 +41,8 @@ _MICROSECOND_TIMES = 10**14  # an epoch time above this is in µs (ms reach it i
 
 
 class KlineFormatError(ValueError):
-    """A kline row or file is malformed; the message names the file and line."""
+    """A kline row or file is malformed, empty or cut short; the message names the file (and
+    line)."""
 
 
 class Kline(msgspec.Struct, frozen=True, gc=False):
@@ -114,23 +116,37 @@ def read_klines(path: Path, interval_ms: int = 60_000) -> Iterator[Kline]:
     Raises
     ------
     KlineFormatError
-        A malformed row or header, or rows out of order; the message names file and line.
+        A malformed row or header, or rows out of order (the message names file and line); a
+        file with no klines (empty, or a header only); a ``.gz`` file that is not gzip or is cut
+        short.
     """
-    with _open_text(path) as handle:
-        reader = csv.reader(handle)
-        previous = -1
-        for line_no, row in enumerate(reader, 1):
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if line_no == 1 and row[0].strip().lower() == "open_time_ms":
-                if [cell.strip().lower() for cell in row] != _SIX_COLUMN_HEADER:
-                    raise KlineFormatError(f"{path}:1: unexpected header {row}")
-                continue
-            try:
-                kline = kline_from_row(row, interval_ms)
-            except ValueError as exc:
-                raise KlineFormatError(f"{path}:{line_no}: {exc}") from None
-            if kline.open_time_ms <= previous:
-                raise KlineFormatError(f"{path}:{line_no}: open time not after the previous row")
-            previous = kline.open_time_ms
-            yield kline
+    try:
+        with _open_text(path) as handle:
+            count = yield from _parse(path, csv.reader(handle), interval_ms)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise KlineFormatError(f"{path}: cannot read it as gzip ({exc})") from None
+    if count == 0:
+        raise KlineFormatError(f"{path}: no klines (the file is empty or holds only a header)")
+
+
+def _parse(
+    path: Path, reader: Iterator[list[str]], interval_ms: int
+) -> Generator[Kline, None, int]:
+    """The rows of :func:`read_klines`; returns how many klines it yielded."""
+    previous, count = -1, 0
+    for line_no, row in enumerate(reader, 1):
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if line_no == 1 and row[0].strip().lower() == "open_time_ms":
+            if [cell.strip().lower() for cell in row] != _SIX_COLUMN_HEADER:
+                raise KlineFormatError(f"{path}:1: unexpected header {row}")
+            continue
+        try:
+            kline = kline_from_row(row, interval_ms)
+        except ValueError as exc:
+            raise KlineFormatError(f"{path}:{line_no}: {exc}") from None
+        if kline.open_time_ms <= previous:
+            raise KlineFormatError(f"{path}:{line_no}: open time not after the previous row")
+        previous, count = kline.open_time_ms, count + 1
+        yield kline
+    return count

@@ -58,7 +58,10 @@ def test_bench_ticks_write_predictions_and_report_every_figure(redis_url: str) -
     assert latest["model_version"] == "btcpred-mlp/1.0.0"
 
 
-def test_bench_inference_command_prints_one_json_object(redis_url: str) -> None:
+def test_bench_inference_command_prints_one_json_object(
+    redis_client: redis.Redis,  # empties the database: the command refuses one holding keys
+    redis_url: str,
+) -> None:
     done = subprocess.run(
         [
             sys.executable,

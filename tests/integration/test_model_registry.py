@@ -163,15 +163,27 @@ def test_cli_publishes_to_s3(model_dirs: list[Path], capsys: pytest.CaptureFixtu
     assert "* btcpred-mlp/1" in capsys.readouterr().out
 
 
-def test_cli_reports_a_missing_model_directory(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="not a model directory"):
-        main(["model", "publish", str(tmp_path), "--registry", str(tmp_path / "r")])
+def test_cli_reports_a_missing_model_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["model", "publish", str(tmp_path), "--registry", str(tmp_path / "r")])
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert line.startswith("btcpred: error: not a model directory")
 
 
-def test_cli_list_reports_a_corrupt_metadata_file(model_dirs: list[Path], tmp_path: Path) -> None:
+def test_cli_list_reports_a_corrupt_metadata_file(
+    model_dirs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     registry = tmp_path / "r"
     assert main(["model", "publish", str(model_dirs[0]), "--registry", str(registry)]) == 0
     (registry / "btcpred-mlp" / "1" / "metadata.json").write_text("{not json")
+    capsys.readouterr()
 
-    with pytest.raises(SystemExit, match="metadata.json"):
-        main(["model", "list", "--registry", str(registry)])
+    code = main(["model", "list", "--registry", str(registry)])
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert line.startswith("btcpred: error: ")
+    assert "metadata.json" in line

@@ -12,7 +12,7 @@ import pytest
 from btcpred.bench.sbe import BenchmarkMismatchError, run_sbe_bench
 from btcpred.events import BestBidAsk, Trade
 from btcpred.local.replay import replay
-from btcpred.sources.capture import Capture, load_capture
+from btcpred.sources.capture import Capture, CaptureFormatError, load_capture
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binance"
 CAPTURE_FILES = sorted(FIXTURES.glob("btcusdt_ws_capture_*.gz"))
@@ -42,6 +42,16 @@ def test_capture_counts_match_its_documentation(capture: Capture) -> None:
 def test_capture_clock_offset_is_about_1_3_seconds(capture: Capture) -> None:
     # The capture host's clock runs about 1.3 s behind the exchange (data README).
     assert 1_200_000 <= capture.clock_offset_us <= 1_400_000
+
+
+@pytest.mark.parametrize("damage", ["cut short", "not gzip"])
+def test_an_unreadable_gzip_capture_is_a_typed_error(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "capture.gz"
+    whole = CAPTURE_FILES[0].read_bytes()
+    path.write_bytes(whole[:20_000] if damage == "cut short" else b"1 {}\n")
+
+    with pytest.raises(CaptureFormatError, match=r"capture\.gz: cannot read it as gzip"):
+        load_capture([path])
 
 
 def test_capture_rejects_bad_lines_with_their_position(tmp_path: Path) -> None:

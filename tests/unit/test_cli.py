@@ -121,3 +121,36 @@ def test_bench_aggregator_json_runs_the_handler_and_the_reference(small_capture:
     assert set(result) >= {"events_per_s", "reference_events_per_s", "ratio", "peak_rss_mb"}
     assert result["events"] == 299  # the REST depth snapshot is not a stream event
     assert result["peak_rss_mb"] > 0
+
+
+def test_replay_warms_up_from_the_given_klines_file(small_capture: Path) -> None:
+    klines = CAPTURE.parent / "btcusdt_1m_2024-08-08T18_2024-08-09T0010.csv.gz"
+
+    done = _btcpred(
+        "replay",
+        "--speed",
+        "0",
+        "--quiet",
+        "--no-model",
+        "--capture",
+        str(small_capture),
+        "--klines",
+        str(klines),
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "warm-up from local Binance REST http://" in done.stdout
+
+
+def test_evaluate_writes_its_report_into_an_existing_directory(tmp_path: Path) -> None:
+    klines = CAPTURE.parent / "btcusdt_1m_2024-08-08T18_2024-08-09T0010.csv.gz"
+    model = CAPTURE.parents[2] / "models" / "btcpred-mlp" / "1.0.0"
+    (tmp_path / "notes.txt").write_text("kept\n")
+
+    done = _btcpred(
+        "evaluate", "--klines", str(klines), "--model", str(model), "--report", str(tmp_path)
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "summary.md").is_file()
+    assert (tmp_path / "notes.txt").read_text() == "kept\n"

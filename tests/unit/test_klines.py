@@ -178,3 +178,26 @@ def test_kline_from_row_takes_rest_json_values() -> None:
     assert kline.trades == 1821
     assert kline.quote_volume == 2101993.6
     assert kline.close_time_ms == 1723161659999
+
+
+@pytest.mark.parametrize("text", ["", HEADER, "\n\n"])
+def test_a_file_without_klines_is_an_error(tmp_path: Path, text: str) -> None:
+    path = _write(tmp_path / "k.csv", text)
+
+    with pytest.raises(KlineFormatError, match=r"k\.csv: no klines"):
+        list(read_klines(path))
+
+
+def test_a_cut_short_gzip_file_is_a_kline_format_error(tmp_path: Path) -> None:
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(FIXTURE.read_bytes()[:5_000])
+
+    with pytest.raises(KlineFormatError, match=r"cut\.csv\.gz: cannot read it as gzip"):
+        list(read_klines(path))
+
+
+def test_a_gz_file_that_is_not_gzip_is_a_kline_format_error(tmp_path: Path) -> None:
+    path = _write(tmp_path / "plain.csv.gz", HEADER + "1723161600000,1.0,3.0,0.5,2.0,7.25\n")
+
+    with pytest.raises(KlineFormatError, match=r"plain\.csv\.gz: cannot read it as gzip"):
+        list(read_klines(path))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import statistics
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,15 @@ import orjson
 from btcpred.events import Event
 from btcpred.sources.binance_json import MessageError, parse_payload
 
-__all__ = ["Capture", "CapturedMessage", "RejectedLine", "load_capture"]
+__all__ = ["Capture", "CaptureFormatError", "CapturedMessage", "RejectedLine", "load_capture"]
+
+
+class CaptureFormatError(ValueError):
+    """A capture file cannot be read at all (a ``.gz`` that is not gzip or is cut short).
+
+    Single lines that are not messages are not this error: they are kept as
+    :class:`RejectedLine`.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +65,13 @@ class Capture:
 def _lines(paths: Iterable[Path]) -> Iterator[tuple[str, int, bytes]]:
     for path in paths:
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as stream:
-            for number, line in enumerate(stream, start=1):
-                if line.strip():
-                    yield str(path), number, line.rstrip(b"\r\n")
+        try:
+            with opener(path, "rb") as stream:
+                for number, line in enumerate(stream, start=1):
+                    if line.strip():
+                        yield str(path), number, line.rstrip(b"\r\n")
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise CaptureFormatError(f"{path}: cannot read it as gzip ({exc})") from None
 
 
 def _split(line: bytes) -> tuple[int, object]:
@@ -93,6 +105,11 @@ def load_capture(paths: Iterable[Path], *, symbol: str = "BTCUSDT") -> Capture:
         Capture files; consecutive files of one recording, oldest first.
     symbol
         The symbol of the REST depth snapshot, which does not name it.
+
+    Raises
+    ------
+    CaptureFormatError
+        A file is not gzip or is cut short (unreadable lines are kept in ``rejected``).
     """
     parsed: list[tuple[int, object]] = []
     origins: list[tuple[str, int, bytes]] = []
