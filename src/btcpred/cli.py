@@ -11,10 +11,9 @@ import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import orjson
-
+from btcpred.cli_bench import add_bench_parser
 from btcpred.cli_checks import (
     EXIT_USER_ERROR,
     CliError,
@@ -22,7 +21,6 @@ from btcpred.cli_checks import (
     input_file,
     klines_inputs,
     output_file,
-    redis_url,
     replaced_on_success,
     user_error_types,
 )
@@ -30,7 +28,6 @@ from btcpred.cli_model import add_parsers
 from btcpred.sources.capture import Capture, load_capture
 
 if TYPE_CHECKING:
-    from btcpred.features import FeatureSnapshot
     from btcpred.klines import Kline
     from btcpred.local.pipeline import LocalAggregation
     from btcpred.model import OnnxModel
@@ -191,150 +188,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 1 if summary.mismatches else 0
 
 
-def _bench_sbe(args: argparse.Namespace, capture: Capture, cpu: int | None) -> dict[str, Any]:
-    from btcpred.bench.sbe import run_sbe_bench
-
-    if not args.json:
-        print(
-            f"bench sbe: {len(capture.events):,} messages, {args.rounds} rounds, cpu {cpu}",
-            file=sys.stderr,
-        )
-    data: dict[str, Any] = run_sbe_bench(capture, rounds=args.rounds).as_dict()
-    if not args.json:
-        print(f"SBE decode   {data['sbe_frames_per_s']:>12,} frames/s")
-        print(f"JSON parse   {data['json_frames_per_s']:>12,} frames/s (orjson)")
-        print(f"ratio        {data['ratio']:>12}x")
-    return data
-
-
-def _bench_aggregator(args: argparse.Namespace, capture: Capture) -> dict[str, Any]:
-    from btcpred.bench.aggregator import run_aggregator_bench
-    from btcpred.sim.services import RedisServer
-
-    def say(line: str) -> None:
-        if not args.json:
-            print(f"bench aggregator: {line}", file=sys.stderr, flush=True)
-
-    with contextlib.ExitStack() as stack:
-        url = args.redis_url or stack.enter_context(RedisServer()).url
-        say(f"redis {url}, one CPU per side")
-        result = run_aggregator_bench(capture, url, rounds=args.rounds, progress=say)
-    data: dict[str, Any] = result.as_dict()
-    if not args.json:
-        print(f"handler      {data['events_per_s']:>12,} events/s (Powertools + engine + Redis)")
-        print(f"reference    {data['reference_events_per_s']:>12,} events/s (pandas recompute)")
-        print(f"ratio        {data['ratio']:>12}x")
-        print(f"peak RSS     {data['peak_rss_mb']:>12} MB (handler process)")
-    return data
-
-
-def _bench_model(args: argparse.Namespace) -> dict[str, Any]:
-    from btcpred.bench.model import run_model_bench
-    from btcpred.cli_model import default_registry, open_model
-    from btcpred.features import FeatureEngine
-    from btcpred.features.batch import snapshots_from_klines
-    from btcpred.klines import read_klines
-
-    model = open_model(args.model or default_registry())
-    warmup = _default_warmup_klines()
-    if warmup is None:
-        raise CliError("the fixture klines (fixtures/binance) are missing")
-    *_, snap = snapshots_from_klines(read_klines(warmup), FeatureEngine("BTCUSDT"))
-    if not args.json:
-        print(f"bench model: {model.version}, one intra-op thread, 20,000 runs", file=sys.stderr)
-    data: dict[str, Any] = run_model_bench(
-        model.raw_onnx, model.metadata, list(snap.values())
-    ).as_dict()
-    if not args.json:
-        print(f"single row   p50 {data['p50_us']:>8} us   p99 {data['p99_us']:>8} us")
-        print(
-            f"predict()    p50 {data['predict_p50_us']:>8} us   p99 {data['predict_p99_us']:>8} us"
-        )
-        print(f"session load {data['session_load_ms']:>8} ms")
-    return data
-
-
-def _warm_point() -> FeatureSnapshot:
-    """A real, fully warm feature point: the capture's stream features (trades and quotes), with
-    the indicators the 11-minute capture cannot warm (RSI, MACD, Bollinger) from the fixture's
-    1-minute klines before it."""
-    from btcpred.events import BestBidAsk, Trade
-    from btcpred.features import FEATURE_NAMES, FeatureEngine, FeatureSnapshot
-    from btcpred.features.batch import snapshots_from_klines
-    from btcpred.klines import read_klines
-
-    capture = _load(None)
-    engine = FeatureEngine("BTCUSDT")
-    for event in capture.events:
-        if isinstance(event, Trade):
-            engine.on_trade(event)
-        elif isinstance(event, BestBidAsk):
-            engine.on_quote(event)
-    stream = engine.snapshot()
-    warmup = _default_warmup_klines()
-    if warmup is None:
-        raise CliError("the fixture klines (fixtures/binance) are missing")
-    start_ms = capture.events[0].event_time_us // 1000
-    klines = [k for k in read_klines(warmup) if k.close_time_ms < start_ms]
-    *_, bars = snapshots_from_klines(klines, FeatureEngine("BTCUSDT"))
-    values = {
-        name: stream_value if stream_value is not None else bar_value
-        for name, stream_value, bar_value in zip(
-            FEATURE_NAMES, stream.values(), bars.values(), strict=True
-        )
-    }
-    return FeatureSnapshot.build("BTCUSDT", stream.timestamp, values)
-
-
-def _bench_inference(args: argparse.Namespace) -> dict[str, Any]:
-    from btcpred.bench.inference import run_inference_bench
-    from btcpred.cli_model import default_registry, open_model
-    from btcpred.sim.services import RedisServer
-
-    def say(line: str) -> None:
-        if not args.json:
-            print(f"bench inference: {line}", file=sys.stderr, flush=True)
-
-    location = args.model or default_registry()
-    model = open_model(location)
-    snap = _warm_point()
-    with contextlib.ExitStack() as stack:
-        url = args.redis_url or stack.enter_context(RedisServer()).url
-        say(f"{model.version}, redis {url}")
-        data: dict[str, Any] = run_inference_bench(
-            location, model.metadata.name, snap, url, progress=say
-        ).as_dict()
-    if not args.json:
-        print(f"tick         p50 {data['tick_p50_ms']:>8} ms   p99 {data['tick_p99_ms']:>8} ms")
-        print(f"model        p99 {data['model_p99_us']:>8} us (session.run, one row)")
-        print(f"RSS              {data['rss_mb']:>8} MB (predictor process)")
-        print(f"broadcast    p99 {data['broadcast_100_p99_ms']} ms (100 connections)")
-    return data
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from btcpred.bench import pin_to_one_cpu
-
-    if args.redis_url is not None and args.name in ("aggregator", "inference"):
-        redis_url(args.redis_url)  # before the capture loads and the bench processes start
-    cpu = pin_to_one_cpu()
-    if args.name in ("model", "inference"):
-        data = _bench_model(args) if args.name == "model" else _bench_inference(args)
-        if args.json:
-            print(orjson.dumps(data).decode())
-        return 0
-    capture = _load(args.capture)
-    if args.rounds is None:
-        args.rounds = 5 if args.name == "sbe" else 3
-    if args.name == "sbe":
-        data = _bench_sbe(args, capture, cpu)
-    else:
-        data = _bench_aggregator(args, capture)
-    if args.json:
-        print(orjson.dumps(data).decode())
-    return 0
-
-
 def _cmd_features(args: argparse.Namespace) -> int:
     from btcpred.features import FeatureEngine
     from btcpred.features.batch import snapshots_from_klines, write_csv
@@ -420,23 +273,7 @@ def _parser() -> argparse.ArgumentParser:
     features.add_argument("--symbol", default="BTCUSDT", help="symbol name (default BTCUSDT)")
     features.set_defaults(func=_cmd_features)
 
-    bench = sub.add_parser("bench", help="run a benchmark")
-    bench.add_argument(
-        "name", choices=["sbe", "aggregator", "model", "inference"], help="which benchmark"
-    )
-    bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument(
-        "--rounds",
-        type=_count(1),
-        default=None,
-        help="timed rounds, the best counts (sbe 5, aggregator 3)",
-    )
-    bench.add_argument(
-        "--redis-url", help="aggregator: use this empty Redis instead of a throwaway"
-    )
-    bench.add_argument("--capture", type=Path, action="append", help="capture file (repeatable)")
-    bench.add_argument("--model", help="model: model or registry location (default: ./models)")
-    bench.set_defaults(func=_cmd_bench)
+    add_bench_parser(sub, _count(1))
     add_parsers(sub, _count(1))
     return parser
 

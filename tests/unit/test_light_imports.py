@@ -8,6 +8,7 @@ packages stay small and their cold starts short.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,18 @@ def test_the_imports_bench_reports_every_function_with_its_heavy_packages() -> N
     assert set(figures["inference"].heavy) >= SERVING_ONLY
     assert all(f.import_ms_p50 > 0 and f.modules > 100 for f in figures.values())
     assert figures["api"].modules < figures["inference"].modules
+
+
+def test_bench_imports_prints_one_json_object_per_function(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from btcpred.cli import main
+
+    code = main(["bench", "imports", "--json", "--rounds", "1"])
+
+    out = capsys.readouterr().out
+    data = json.loads(out)
+    assert code == 0
+    assert set(data) == {"aggregator", "api", "inference", "websocket"}
+    assert data["api"]["heavy"] == []
+    assert data["inference"]["import_ms_p50"] > 0
