@@ -120,7 +120,7 @@ class _RedisTransaction:
         keys = store.keys
         self._read = [keys.engine_state(symbol), *(keys.checkpoint(symbol, s) for s in shards)]
         try:
-            raw = store.client.execute_command("MGET", *self._read)
+            raw = store.client.execute_command("MGET", *self._read)  # type: ignore[no-untyped-call]  # redis-py
         except redis.RedisError as exc:
             raise StoreUnavailableError(f"redis read failed: {exc}") from exc
         self.state: bytes | None = raw[0]
