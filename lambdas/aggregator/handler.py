@@ -1,9 +1,12 @@
 """Aggregator Lambda: a Kinesis batch of market events → features in Redis (thin edge).
 
-Powertools' BatchProcessor decodes record by record (a poison record becomes a batch item
-failure or is skipped, per ``POISON_RECORD_POLICY``); the whole batch is then applied in one
-Redis transaction by :class:`btcpred.aggregator.Aggregator`. If Redis fails, the handler raises
-and Lambda retries the batch: nothing partial was written.
+The event's envelope is checked (a malformed event raises ``InvalidEventError``; ``Records: []``
+is a no-op), each record decoded (a poison record is skipped or reported as a batch item failure,
+per ``POISON_RECORD_POLICY``), then the batch is applied by :class:`btcpred.aggregator.Aggregator`
+in one Redis transaction per partition key. A group whose transaction fails is reported by its
+lowest sequence number, so Lambda redelivers from there and the (shard, partition key)
+checkpoints skip what the other groups already applied; if every group fails the handler raises
+and Lambda retries the whole batch.
 """
 
 from __future__ import annotations
@@ -15,53 +18,73 @@ from typing import Any
 import redis
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from redis.exceptions import RedisClusterException
 
 from btcpred.aggregator import (
     Aggregator,
     BatchResult,
     DecodedRecord,
     RedisFeatureStore,
-    StoreKeys,
+    StoreUnavailableError,
+    kinesis_inputs,
     rest_warmer,
 )
 from btcpred.records import RecordFormatError
+from btcpred.redisconn import connect
 from btcpred.settings import AggregatorSettings
 from btcpred.sources.binance_rest import BinanceRestClient
 
 logger = Logger(service="aggregator")
 metrics = Metrics(namespace="btcpred", service="aggregator")
-processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
 _aggregator: Aggregator | None = None
 
 
 def build(settings: AggregatorSettings) -> Aggregator:
     """Wire the aggregator from settings (runs once per cold start)."""
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client = connect(settings.redis_url, cluster=settings.redis_cluster, timeout_s=2.0)
+    except (redis.RedisError, RedisClusterException) as exc:  # a cluster reads its slots at once
+        raise StoreUnavailableError(f"redis cluster unreachable: {exc}") from exc
     store = RedisFeatureStore(
         client,
-        StoreKeys(settings.features_prefix, settings.state_prefix),
+        settings.redis_keys,
         latest_ttl_s=settings.features_ttl_s,
         state_ttl_s=settings.state_ttl_s,
         history_length=settings.history_length,
     )
     warmer = None
     if settings.warmup_from_rest:
-        rest = BinanceRestClient(settings.binance_rest_url, timeout_s=settings.rest_timeout_s)
+        rest = BinanceRestClient(
+            settings.binance_rest_url, timeout_s=settings.rest_timeout_s, max_attempts=2
+        )
         warmer = rest_warmer(lambda s, i, n, end: rest.recent_klines(s, i, n, end_time_ms=end))
-    return Aggregator(store, warmer=warmer, poison_policy=settings.poison_policy)
+    return Aggregator(
+        store,
+        warmer=warmer,
+        poison_policy=settings.poison_policy,
+        symbols=settings.symbols,
+        warmup_budget_s=settings.warmup_budget_s,
+    )
 
 
-def _emit(result: BatchResult, decoded: list[DecodedRecord], failed: int, seconds: float) -> None:
-    metrics.add_metric("Records", MetricUnit.Count, result.records)
-    metrics.add_metric("Events", MetricUnit.Count, result.events)
-    metrics.add_metric("DecodeFailures", MetricUnit.Count, failed + sum(r.poison for r in decoded))
-    metrics.add_metric("DuplicateRecordsSkipped", MetricUnit.Count, result.skipped_records)
-    metrics.add_metric("DuplicateEventsSkipped", MetricUnit.Count, result.duplicate_events)
-    metrics.add_metric("WarmupFailures", MetricUnit.Count, result.warmup_failures)
+def _emit(result: BatchResult, reported: int, seconds: float) -> None:
+    counts = {
+        "Records": result.records,
+        "Events": result.events,
+        "DecodeFailures": result.poison_records + reported,
+        "MisroutedRecords": result.misrouted_records,
+        "UnknownSymbolRecords": result.unknown_symbol_records,
+        "DuplicateRecordsSkipped": result.skipped_records,
+        "DuplicateEventsSkipped": result.duplicate_events,
+        "ImplausibleEvents": sum(result.implausible_events.values()),
+        "TradeIdResets": result.trade_id_resets,
+        "WarmupFailures": result.warmup_failures,
+        "WarmupSkipped": result.warmup_skipped,
+        "FailedGroups": len(result.failed_groups),
+    }
+    for name, value in counts.items():
+        metrics.add_metric(name, MetricUnit.Count, value)
     metrics.add_metric("BatchDuration", MetricUnit.Milliseconds, seconds * 1000)
     if result.newest_event_us > 0:
         lag_ms = time.time() * 1000 - result.newest_event_us / 1000
@@ -70,28 +93,26 @@ def _emit(result: BatchResult, decoded: list[DecodedRecord], failed: int, second
 
 @metrics.log_metrics
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dict[str, str]]]:
     """Apply one Kinesis batch; return the partial batch failure response."""
     global _aggregator
     if _aggregator is None:
         _aggregator = build(AggregatorSettings.from_env(os.environ))
     aggregator, started = _aggregator, time.perf_counter()
+    inputs = kinesis_inputs(event)
     decoded: list[DecodedRecord] = []
-    failed: dict[str, int] = {}  # shard -> lowest failed sequence number
-    failures: list[int] = []
-
-    def on_record(record: KinesisStreamRecord) -> None:
-        shard, sequence = record.event_id.split(":", 1)[0], int(record.kinesis.sequence_number)
+    failed: dict[tuple[str, str], int] = {}  # (shard, key) -> lowest reported sequence number
+    for r in inputs:
         try:
-            decoded.append(aggregator.decode(shard, sequence, record.kinesis.data))
+            decoded.append(
+                aggregator.decode(
+                    r.shard_id, r.sequence_number, r.data, r.partition_key, r.arrival_us
+                )
+            )
         except RecordFormatError:
-            failed[shard] = min(failed.get(shard, sequence), sequence)
-            failures.append(sequence)
-            raise
-
-    with processor(records=event["Records"], handler=on_record, lambda_context=context):
-        processor.process()
+            slot = (r.shard_id, r.partition_key)
+            failed[slot] = min(failed.get(slot, r.sequence_number), r.sequence_number)
     result = aggregator.apply(decoded, failed)
-    _emit(result, decoded, len(failures), time.perf_counter() - started)
-    logger.debug("batch applied", extra={"events": result.events, "records": result.records})
-    return processor.response()
+    _emit(result, len(inputs) - len(decoded), time.perf_counter() - started)
+    reported = {*failed.values(), *(s for g in result.failed_groups.values() for _, s in g)}
+    return {"batchItemFailures": [{"itemIdentifier": str(s)} for s in sorted(reported)]}

@@ -36,7 +36,12 @@ from btcpred.events import (
 )
 
 __all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "MAX_ID",
     "MAX_RECORD_BYTES",
+    "MAX_TIMESTAMP_US",
+    "MIN_TIMESTAMP_US",
     "SOURCE_SBE",
     "KinesisRecord",
     "RecordFormatError",
@@ -51,6 +56,17 @@ MAX_RECORD_BYTES: Final = 1024 * 1024
 """Kinesis' limit on one record: data blob plus partition key, in bytes."""
 
 SOURCE_SBE: Final = "sbe"
+
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+"""Every integer field is an SBE int64 on the exchange's side; nothing wider can be sent."""
+
+MIN_TIMESTAMP_US: Final = 1_483_228_800_000_000
+"""2017-01-01T00:00Z in µs: before Binance's first trade. A millisecond value lies far below."""
+MAX_TIMESTAMP_US: Final = 4_102_444_800_000_000
+"""2100-01-01T00:00Z in µs (exclusive). A nanosecond value lies far above."""
+MAX_ID: Final = INT64_MAX
+"""Trade and update ids are non-negative int64s."""
 
 
 class RecordFormatError(ValueError):
@@ -133,6 +149,8 @@ def _int(msg: dict[str, Any], key: str) -> int:
     value = msg[key]
     if type(value) is not int:
         raise TypeError(f"{key} must be an integer")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{key} is outside int64")
     return value
 
 

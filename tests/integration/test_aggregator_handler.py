@@ -14,13 +14,14 @@ from typing import Any
 
 import msgspec
 import pytest
-import redis
 
 from btcpred.aggregator import FeatureStoreError
 from btcpred.events import BestBidAsk, DepthSnapshot, Event, Trade
 from btcpred.features import FeatureEngine
+from btcpred.keys import RedisKeys
 from btcpred.klines import Kline
 from btcpred.records import KinesisRecord, pack_records
+from btcpred.redisconn import RedisClient
 from btcpred.sim.binance_rest import BinanceRestServer
 from btcpred.sim.lambda_events import (
     LocalLambdaContext,
@@ -33,6 +34,8 @@ from btcpred.sources.capture import Capture
 
 HANDLER = Path(__file__).resolve().parents[2] / "lambdas" / "aggregator" / "handler.py"
 SYMBOL = "BTCUSDT"
+SHARD = "shardId-000000000000"
+KEYS = RedisKeys()
 
 
 def load_handler() -> ModuleType:
@@ -41,8 +44,18 @@ def load_handler() -> ModuleType:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> pytest.MonkeyPatch:
-    monkeypatch.setenv("REDIS_URL", redis_url)
+def db(any_redis: tuple[RedisClient, str, bool]) -> RedisClient:
+    """The emptied single node, then the emptied cluster: every test here runs on both."""
+    return any_redis[0]
+
+
+@pytest.fixture
+def env(
+    monkeypatch: pytest.MonkeyPatch, any_redis: tuple[RedisClient, str, bool]
+) -> pytest.MonkeyPatch:
+    _, url, cluster = any_redis
+    monkeypatch.setenv("REDIS_URL", url)
+    monkeypatch.setenv("REDIS_CLUSTER", str(cluster).lower())
     monkeypatch.setenv("WARMUP_FROM_REST", "false")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "btcpred")
     return monkeypatch
@@ -75,15 +88,15 @@ def reference(events: Sequence[Event]) -> FeatureEngine:
     return engine
 
 
-def latest(client: redis.Redis) -> dict[str, Any]:
-    raw = client.get(f"features:{SYMBOL}:latest")
+def latest(client: RedisClient) -> dict[str, Any]:
+    raw = client.get(KEYS.features_latest(SYMBOL))
     assert raw is not None
     doc: dict[str, Any] = json.loads(raw)
     return doc
 
 
-def state(client: redis.Redis) -> bytes:
-    raw = client.get(f"aggregator:{SYMBOL}:state")
+def state(client: RedisClient) -> bytes:
+    raw = client.get(KEYS.engine_state(SYMBOL))
     assert isinstance(raw, bytes)
     return raw
 
@@ -103,7 +116,7 @@ def invoke(env: pytest.MonkeyPatch) -> Invoke:
 
 
 def test_batch_writes_features_history_state_and_sequence(
-    invoke: Invoke, redis_client: redis.Redis, stream: list[Event], records: list[KinesisRecord]
+    invoke: Invoke, db: RedisClient, stream: list[Event], records: list[KinesisRecord]
 ) -> None:
     seqs = sequence_numbers(len(records))
 
@@ -111,45 +124,45 @@ def test_batch_writes_features_history_state_and_sequence(
 
     assert response == {"batchItemFailures": []}
     expected = reference(events_of(stream, records, len(records))).snapshot()
-    assert latest(redis_client) == json.loads(expected.to_json())
-    assert redis_client.llen(f"features:{SYMBOL}:history") == 1
-    assert int(redis_client.get("aggregator:seq:shardId-000000000000") or 0) == seqs[-1]
-    for key in (f"features:{SYMBOL}:latest", f"features:{SYMBOL}:history"):
-        assert 0 < redis_client.ttl(key) <= 300
-    assert 0 < redis_client.ttl(f"aggregator:{SYMBOL}:state") <= 86_400
+    assert latest(db) == json.loads(expected.to_json())
+    assert db.llen(KEYS.features_history(SYMBOL)) == 1
+    assert int(db.get(KEYS.checkpoint(SYMBOL, SHARD)) or 0) == seqs[-1]
+    for key in (KEYS.features_latest(SYMBOL), KEYS.features_history(SYMBOL)):
+        assert 0 < db.ttl(key) <= 300
+    assert 0 < db.ttl(KEYS.engine_state(SYMBOL)) <= 86_400
 
 
 def test_history_keeps_the_last_ten_newest_first(
-    invoke: Invoke, redis_client: redis.Redis, records: list[KinesisRecord]
+    invoke: Invoke, db: RedisClient, records: list[KinesisRecord]
 ) -> None:
     seqs = sequence_numbers(len(records))
 
     for i in range(12):
         invoke(records[i : i + 1], seqs[i : i + 1])
 
-    history = [json.loads(d) for d in redis_client.lrange(f"features:{SYMBOL}:history", 0, -1)]
+    history = [json.loads(d) for d in db.lrange(KEYS.features_history(SYMBOL), 0, -1)]
     assert len(history) == 10
-    assert history[0] == latest(redis_client)
+    assert history[0] == latest(db)
     stamps = [d["timestamp"] for d in history]
     assert stamps == sorted(stamps, reverse=True)
 
 
 def test_redelivered_batch_changes_nothing(
-    invoke: Invoke, redis_client: redis.Redis, records: list[KinesisRecord]
+    invoke: Invoke, db: RedisClient, records: list[KinesisRecord]
 ) -> None:
     seqs = sequence_numbers(len(records))
     invoke(records, seqs)
-    before = (latest(redis_client), state(redis_client))
+    before = (latest(db), state(db))
 
     response = invoke(records, seqs)
 
     assert response == {"batchItemFailures": []}
-    assert (latest(redis_client), state(redis_client)) == before
-    assert redis_client.llen(f"features:{SYMBOL}:history") == 1
+    assert (latest(db), state(db)) == before
+    assert db.llen(KEYS.features_history(SYMBOL)) == 1
 
 
 def test_overlapping_tail_is_applied_once(
-    invoke: Invoke, redis_client: redis.Redis, stream: list[Event], records: list[KinesisRecord]
+    invoke: Invoke, db: RedisClient, stream: list[Event], records: list[KinesisRecord]
 ) -> None:
     seqs = sequence_numbers(len(records))
     invoke(records[:25], seqs[:25])
@@ -157,12 +170,12 @@ def test_overlapping_tail_is_applied_once(
     invoke(records[15:], seqs[15:])
 
     engine = reference(events_of(stream, records, len(records)))
-    assert latest(redis_client) == json.loads(engine.snapshot().to_json())
-    assert state(redis_client) == engine.state()
+    assert latest(db) == json.loads(engine.snapshot().to_json())
+    assert state(db) == engine.state()
 
 
 def test_trades_resent_under_new_sequence_numbers_are_not_double_counted(
-    invoke: Invoke, redis_client: redis.Redis, stream: list[Event], records: list[KinesisRecord]
+    invoke: Invoke, db: RedisClient, stream: list[Event], records: list[KinesisRecord]
 ) -> None:
     seqs = sequence_numbers(len(records) + 10)
     invoke(records[:20], seqs[:20])
@@ -171,12 +184,12 @@ def test_trades_resent_under_new_sequence_numbers_are_not_double_counted(
     invoke([*records[10:20], *records[20:]], seqs[20 : 20 + len(records) - 10])
 
     expected = reference(events_of(stream, records, len(records))).snapshot()
-    assert latest(redis_client) == json.loads(expected.to_json())
+    assert latest(db) == json.loads(expected.to_json())
 
 
 def test_poison_record_is_skipped_and_the_rest_applied(
     invoke: Invoke,
-    redis_client: redis.Redis,
+    db: RedisClient,
     stream: list[Event],
     records: list[KinesisRecord],
     capsys: pytest.CaptureFixture[str],
@@ -188,15 +201,15 @@ def test_poison_record_is_skipped_and_the_rest_applied(
 
     assert response == {"batchItemFailures": []}
     expected = reference(events_of(stream, records, 20)).snapshot()
-    assert latest(redis_client) == json.loads(expected.to_json())
-    assert int(redis_client.get("aggregator:seq:shardId-000000000000") or 0) == seqs[-1]
+    assert latest(db) == json.loads(expected.to_json())
+    assert int(db.get(KEYS.checkpoint(SYMBOL, SHARD)) or 0) == seqs[-1]
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
     assert emf[-1]["DecodeFailures"] == [1.0]
 
 
 def test_poison_record_reported_holds_back_its_shard_tail(
     env: pytest.MonkeyPatch,
-    redis_client: redis.Redis,
+    db: RedisClient,
     stream: list[Event],
     records: list[KinesisRecord],
 ) -> None:
@@ -213,13 +226,13 @@ def test_poison_record_reported_holds_back_its_shard_tail(
 
     assert response == {"batchItemFailures": [{"itemIdentifier": str(seqs[10])}]}
     expected = reference(events_of(stream, records, 10)).snapshot()
-    assert latest(redis_client) == json.loads(expected.to_json())
-    assert int(redis_client.get("aggregator:seq:shardId-000000000000") or 0) == seqs[9]
+    assert latest(db) == json.loads(expected.to_json())
+    assert int(db.get(KEYS.checkpoint(SYMBOL, SHARD)) or 0) == seqs[9]
 
 
 def test_cold_start_resumes_from_redis_state(
     env: pytest.MonkeyPatch,
-    redis_client: redis.Redis,
+    db: RedisClient,
     stream: list[Event],
     records: list[KinesisRecord],
 ) -> None:
@@ -230,8 +243,8 @@ def test_cold_start_resumes_from_redis_state(
     cold.handler(kinesis_event(records[20:], seqs[20:]), LocalLambdaContext())
 
     engine = reference(events_of(stream, records, len(records)))
-    assert latest(redis_client) == json.loads(engine.snapshot().to_json())
-    assert state(redis_client) == engine.state()
+    assert latest(db) == json.loads(engine.snapshot().to_json())
+    assert state(db) == engine.state()
 
 
 def _five_minute_bars(klines: Sequence[Kline]) -> list[Kline]:
@@ -256,7 +269,7 @@ def _five_minute_bars(klines: Sequence[Kline]) -> list[Kline]:
 
 def test_cold_start_with_empty_redis_warms_from_rest(
     env: pytest.MonkeyPatch,
-    redis_client: redis.Redis,
+    db: RedisClient,
     stream: list[Event],
     records: list[KinesisRecord],
     warmup_klines: list[Kline],
@@ -289,7 +302,7 @@ def test_cold_start_with_empty_redis_warms_from_rest(
             engine.on_trade(event)
         elif isinstance(event, BestBidAsk):
             engine.on_quote(event)
-    doc = latest(redis_client)
+    doc = latest(db)
     assert asked == {"1m", "5m"}
     assert all(doc["warm"][name] for name in ("rsi_5m", "macd_signal", "bollinger_position"))
     assert doc == json.loads(engine.snapshot().to_json())

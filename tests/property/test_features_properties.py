@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from btcpred.aggregator import Aggregator, DecodedRecord
 from btcpred.aggregator.messages import Message, QuoteMessage, TradeMessage
-from btcpred.aggregator.store import BatchCommit, StoreTransaction
+from btcpred.aggregator.store import GroupCommit, StoreTransaction
 from btcpred.events import Trade
 from btcpred.features import FeatureEngine
 from btcpred.features.batch import snapshots_from_events
@@ -117,18 +117,22 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.states: dict[str, bytes] = {}
-        self.sequences: dict[str, int] = {}
+        self.sequences: dict[tuple[str, str], int] = {}
 
-    def begin(self, symbols: object, shards: object) -> StoreTransaction:
+    def begin(self, symbol: str, shards: list[str]) -> StoreTransaction:
         store = self
 
         class Txn:
-            states: dict[str, bytes | None] = dict(store.states)
-            sequences: dict[str, int | None] = dict(store.sequences)
+            state: bytes | None = store.states.get(symbol)
+            checkpoints: dict[str, int | None] = {
+                s: store.sequences.get((symbol, s)) for s in shards
+            }
 
-            def commit(self, batch: BatchCommit) -> None:
-                store.states.update(batch.states)
-                store.sequences.update(batch.sequences)
+            def commit(self, commit: GroupCommit) -> None:
+                if commit.state is not None:
+                    store.states[symbol] = commit.state
+                for shard, sequence in commit.checkpoints.items():
+                    store.sequences[(symbol, shard)] = sequence
 
             def abort(self) -> None:
                 pass
@@ -141,7 +145,7 @@ class MemoryStore:
 def test_split_and_redelivered_batches_equal_one_batch(
     items: list[Message], data: st.DataObject
 ) -> None:
-    records = [DecodedRecord("shard-0", 100 + i, [u]) for i, u in enumerate(items)]
+    records = [DecodedRecord("shard-0", 100 + i, "BTCUSDT", [u]) for i, u in enumerate(items)]
     one = MemoryStore()
     Aggregator(one).apply(records)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(records)), max_size=4)))

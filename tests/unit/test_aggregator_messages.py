@@ -37,7 +37,7 @@ def test_every_capture_number_decodes_to_the_correctly_rounded_float(capture: Ca
 
 
 TRADE = (
-    b'{"message_type":"trade","symbol":"BTCUSDT","timestamp":1,"trade_id":2,'
+    b'{"message_type":"trade","symbol":"BTCUSDT","timestamp":1723161600000000,"trade_id":2,'
     b'"price":%s,"quantity":"0.5"}'
 )
 
@@ -70,5 +70,5 @@ def test_a_bare_message_and_an_array_both_decode() -> None:
     single = decode_record(TRADE % b'"61837.63"')
     array = decode_record(b"[" + TRADE % b'"61837.63"' + b"," + TRADE % b"61837.63" + b"]")
 
-    assert single == [TradeMessage("BTCUSDT", 1, 2, 61837.63, 0.5)]
+    assert single == [TradeMessage("BTCUSDT", 1_723_161_600_000_000, 2, 61837.63, 0.5)]
     assert array == single * 2

@@ -177,12 +177,46 @@ def test_forming_bar_closes_at_the_last_price(warmup_klines: list[Kline]) -> Non
 def test_duplicate_trade_ids_are_ignored_and_counted() -> None:
     engine = FeatureEngine("BTCUSDT")
     engine.add_trade(1_000_000, 5, 100.0, 1.0)
+    engine.add_trade(2_000_000, 6, 101.0, 1.0)
 
-    applied = engine.add_trade(2_000_000, 5, 200.0, 1.0)
+    applied = [engine.add_trade(2_000_000, 6, 200.0, 1.0), engine.add_trade(1_000_000, 5, 1.0, 1.0)]
+
+    assert applied == [False, False]
+    assert engine.duplicates == 2
+    assert engine.snapshot().price == 101.0
+
+
+def test_an_id_behind_the_last_with_a_later_time_restarts_the_ids() -> None:
+    engine = FeatureEngine("BTCUSDT")
+    engine.add_trade(1_000_000, 10**15, 100.0, 1.0)  # an implausible id got through
+
+    applied = [engine.add_trade(2_000_000 + i, 7 + i, 101.0 + i, 1.0) for i in range(3)]
+
+    assert applied == [True, True, True]
+    assert (engine.id_resets, engine.last_trade_id, engine.trades) == (1, 9, 4)
+    assert engine.snapshot().price == 103.0
+
+
+def test_quotes_without_update_id_keep_updating_spread_and_imbalance() -> None:
+    engine = FeatureEngine("BTCUSDT")
+    seen = []
+    for i in range(5):
+        engine.add_quote(1_000_000 + i * 1000, None, 100.0, 1.0 + i, 100.01 + i / 100, 1.0)
+        snap = engine.snapshot()
+        seen.append((snap.bid_ask_spread, snap.order_book_imbalance))
+
+    assert len(set(seen)) == 5
+    assert seen[-1][0] == pytest.approx((100.05 - 100.0) / 100.0)
+
+
+def test_an_older_quote_never_replaces_a_newer_one() -> None:
+    engine = FeatureEngine("BTCUSDT")
+    engine.add_quote(2_000_000, None, 100.0, 1.0, 100.5, 1.0)
+
+    applied = engine.add_quote(1_000_000, 10**18, 90.0, 1.0, 90.5, 1.0)
 
     assert not applied
-    assert engine.duplicates == 1
-    assert engine.snapshot().price == 100.0
+    assert engine.snapshot().bid_ask_spread == pytest.approx(0.005)
 
 
 def test_snapshot_is_read_only(capture: Capture) -> None:
@@ -205,7 +239,7 @@ def test_state_of_another_version_or_spec_is_refused() -> None:
     with pytest.raises(EngineStateError, match="not decodable"):
         FeatureEngine.from_state(b"\xc1garbage")
     with pytest.raises(EngineStateError, match="version"):
-        FeatureEngine.from_state(b"\x93\x02\xa0\xa0")
+        FeatureEngine.from_state(b"\x93\x01\xa0\xa0")  # version 1: before quote times
     with pytest.raises(EngineStateError, match="another feature spec"):
         FeatureEngine.from_state(good, FeatureSpec(rsi_period=7))
 

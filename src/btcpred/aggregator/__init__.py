@@ -1,35 +1,41 @@
 """The aggregator: Kinesis records → feature engines → Redis, with exactly-once effect."""
 
+from btcpred.aggregator.batch import BatchResult, DecodedRecord
 from btcpred.aggregator.core import (
     Aggregator,
-    BatchResult,
-    DecodedRecord,
+    MisroutedRecordError,
     PoisonPolicy,
     Warmer,
     rest_warmer,
 )
+from btcpred.aggregator.kinesis import InvalidEventError, KinesisInput, kinesis_inputs
+from btcpred.aggregator.plausibility import Implausible, PlausibilityRules
 from btcpred.aggregator.store import (
-    BatchCommit,
     FeatureStore,
     FeatureStoreError,
+    GroupCommit,
     RedisFeatureStore,
     StoreConflictError,
-    StoreKeys,
     StoreUnavailableError,
 )
 
 __all__ = [
     "Aggregator",
-    "BatchCommit",
     "BatchResult",
     "DecodedRecord",
     "FeatureStore",
     "FeatureStoreError",
+    "GroupCommit",
+    "Implausible",
+    "InvalidEventError",
+    "KinesisInput",
+    "MisroutedRecordError",
+    "PlausibilityRules",
     "PoisonPolicy",
     "RedisFeatureStore",
     "StoreConflictError",
-    "StoreKeys",
     "StoreUnavailableError",
     "Warmer",
+    "kinesis_inputs",
     "rest_warmer",
 ]

@@ -1,14 +1,24 @@
 """The aggregator's logic: Kinesis records in, features and state out, with exactly-once effect.
 
-The Lambda handler (``lambdas/aggregator/handler.py``) decodes the event, lets Powertools'
-``BatchProcessor`` run :meth:`Aggregator.decode` per record, then calls :meth:`Aggregator.apply`
-once for the batch. ``apply`` opens one store transaction, skips records at or below each shard's
-applied sequence number, streams the rest through one :class:`FeatureEngine` per symbol (trade
-ids and quote update ids already applied are dropped there), and commits features, history,
-engine states and sequence numbers together. A redelivered or overlapping batch therefore never
-double-counts, and a failure anywhere leaves the store as it was.
+The Lambda handler (``lambdas/aggregator/handler.py``) checks the event's envelope
+(:func:`btcpred.aggregator.kinesis.kinesis_inputs`), runs :meth:`Aggregator.decode` per record,
+then calls :meth:`Aggregator.apply` once for the batch. ``apply`` groups the records by
+partition key (the symbol) and gives each group **one store transaction** over keys of that
+symbol's hash slot only: it skips records at or below the group's (shard, partition key)
+checkpoint, drops implausible messages (:mod:`btcpred.aggregator.plausibility`), streams the
+rest through the symbol's :class:`FeatureEngine` (trades already applied are dropped there),
+and commits features, history, engine state and checkpoints together.
 
-Poison records (:class:`~btcpred.records.RecordFormatError`) follow :class:`PoisonPolicy`.
+Because every checkpoint belongs to one (shard, partition key), batches of one shard that
+Lambda runs side by side under a ParallelizationFactor above 1 (split by partition key, their
+sequence numbers interleaved) never skip each other's records, and a failed group leaves the
+other groups' commits valid: the handler reports the failed group's lowest sequence number,
+Lambda redelivers from there, and the checkpoints skip what was already applied. A write
+conflict is retried once at once (it means another invocation just wrote the same keys).
+
+Poison records (:class:`~btcpred.records.RecordFormatError`, including a record whose messages
+name a symbol other than its partition key) follow :class:`PoisonPolicy`. Records of a symbol
+outside ``symbols`` are counted and dropped before any Redis key or REST call.
 """
 
 from __future__ import annotations
@@ -16,55 +26,62 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 
+from btcpred.aggregator.batch import BatchResult, DecodedRecord
 from btcpred.aggregator.messages import Message, QuoteMessage, TradeMessage, decode_record
-from btcpred.aggregator.store import BatchCommit, FeatureStore
+from btcpred.aggregator.plausibility import PlausibilityRules
+from btcpred.aggregator.store import (
+    FeatureStore,
+    FeatureStoreError,
+    GroupCommit,
+    StoreConflictError,
+)
 from btcpred.features.engine import EngineStateError, FeatureEngine
-from btcpred.features.snapshot import FeatureSnapshot
 from btcpred.features.spec import DEFAULT_SPEC, FeatureSpec
+from btcpred.keys import KeySchemaError, hash_tag
 from btcpred.klines import Kline
 from btcpred.records import RecordFormatError
 from btcpred.settings.aggregator import PoisonPolicy
 
-__all__ = ["Aggregator", "BatchResult", "DecodedRecord", "PoisonPolicy", "Warmer"]
+__all__ = ["Aggregator", "MisroutedRecordError", "PoisonPolicy", "Warmer"]
 
 logger = logging.getLogger(__name__)
 
 Warmer = Callable[[str, int], tuple[Sequence[Kline], Sequence[Kline]]]
 """``warmer(symbol, before_ms) -> (5-minute klines, 1-minute klines)``, finished bars only."""
 
+Failed = Mapping[tuple[str, str], int]
+"""(shard, partition key) → the lowest sequence number reported as failed."""
 
-@dataclass(frozen=True, slots=True)
-class DecodedRecord:
-    """One Kinesis record after decoding; ``messages`` is empty for a skipped poison record."""
 
-    shard_id: str
-    sequence_number: int
-    messages: list[Message]
-    poison: bool = False
+class MisroutedRecordError(RecordFormatError):
+    """A record whose partition key is not a symbol, or whose messages name another symbol."""
 
 
 @dataclass(slots=True)
-class BatchResult:
-    """What one batch did (the handler turns this into metrics)."""
+class _Budget:
+    """The invocation's REST warm-up budget (monotonic deadline)."""
 
-    records: int = 0
-    skipped_records: int = 0
-    """Records at or below their shard's applied sequence number (redeliveries)."""
-    held_records: int = 0
-    """Records after a reported poison record in the same shard, left for the retry."""
-    events: int = 0
-    duplicate_events: int = 0
-    warmed_symbols: list[str] = field(default_factory=list)
-    warmup_failures: int = 0
-    snapshots: dict[str, FeatureSnapshot] = field(default_factory=dict)
-    newest_event_us: int = -1
+    deadline: float
+    clock: Callable[[], float]
+
+    def spent(self) -> bool:
+        return self.clock() >= self.deadline
 
 
 class Aggregator:
-    """Applies decoded batches to per-symbol engines kept in a :class:`FeatureStore`."""
+    """Applies decoded batches to per-symbol engines kept in a :class:`FeatureStore`.
+
+    Parameters
+    ----------
+    symbols
+        The configured symbols (``SYMBOLS``); ``None`` accepts every valid symbol.
+    warmup_budget_s
+        Total time per :meth:`apply` for REST warm-ups; once spent, symbols start cold.
+    """
 
     def __init__(
         self,
@@ -73,13 +90,28 @@ class Aggregator:
         warmer: Warmer | None = None,
         spec: FeatureSpec = DEFAULT_SPEC,
         poison_policy: PoisonPolicy = PoisonPolicy.SKIP,
+        symbols: Collection[str] | None = None,
+        rules: PlausibilityRules | None = None,
+        warmup_budget_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.warmer = warmer
         self.spec = spec
         self.poison_policy = poison_policy
+        self.symbols = None if symbols is None else frozenset(symbols)
+        self.rules = rules or PlausibilityRules()
+        self.warmup_budget_s = warmup_budget_s
+        self.clock = clock
 
-    def decode(self, shard_id: str, sequence_number: int, data: bytes | str) -> DecodedRecord:
+    def decode(
+        self,
+        shard_id: str,
+        sequence_number: int,
+        data: bytes | str,
+        partition_key: str,
+        arrival_us: int | None = None,
+    ) -> DecodedRecord:
         """Decode one record; a poison record raises or decodes to nothing, per the policy.
 
         ``data`` is the record's bytes, or the base64 text Lambda delivers.
@@ -87,118 +119,210 @@ class Aggregator:
         Raises
         ------
         RecordFormatError
-            Under :attr:`PoisonPolicy.REPORT`, for a record that cannot be decoded.
+            Under :attr:`PoisonPolicy.REPORT`, for a record that cannot be decoded or is
+            misrouted (:class:`MisroutedRecordError`).
         """
         try:
-            if isinstance(data, str):
-                data = _base64(data)
-            messages = decode_record(data)
+            raw = _base64(data) if isinstance(data, str) else data
+            messages = decode_record(raw)
+            _check_route(partition_key, messages)
         except RecordFormatError as exc:
             logger.warning(
-                "poison record %s/%s: %s; first bytes %r",
+                "poison record %s/%s (key %.40r): %s; first bytes %r",
                 shard_id,
                 sequence_number,
+                partition_key,
                 exc,
                 data[:64],
             )
             if self.poison_policy is PoisonPolicy.REPORT:
                 raise
-            return DecodedRecord(shard_id, sequence_number, [], poison=True)
-        return DecodedRecord(shard_id, sequence_number, messages)
+            misrouted = isinstance(exc, MisroutedRecordError)
+            return DecodedRecord(
+                shard_id, sequence_number, partition_key, [], poison=True, misrouted=misrouted
+            )
+        return DecodedRecord(
+            shard_id, sequence_number, partition_key, messages, arrival_us=arrival_us
+        )
 
-    def apply(
-        self, records: Sequence[DecodedRecord], failed: dict[str, int] | None = None
-    ) -> BatchResult:
-        """Apply a batch in one store transaction (see the module docstring).
+    def apply(self, records: Sequence[DecodedRecord], failed: Failed | None = None) -> BatchResult:
+        """Apply a batch: one store transaction per partition key (see the module docstring).
 
-        ``failed`` maps a shard to the lowest sequence number reported as failed; that record
-        and the shard's later ones are held back so that Lambda's retry delivers them again.
+        ``failed`` holds the records reported as failed; that record and the later ones of the
+        same (shard, partition key) are held back so that Lambda's retry delivers them again.
+        A group whose transaction fails lands in :attr:`BatchResult.failed_groups`.
 
         Raises
         ------
         FeatureStoreError
-            The store failed; nothing was written, retry the whole batch.
+            The transaction of every group failed (nothing was written): retry the batch.
         """
         failed = failed or {}
-        ordered = sorted(records, key=lambda r: (r.shard_id, r.sequence_number))
-        symbols = list(dict.fromkeys(m.symbol for r in ordered for m in r.messages))
-        shards = list(dict.fromkeys(r.shard_id for r in ordered))
-        result = BatchResult(records=len(ordered))
-        txn = self.store.begin(symbols, shards)
+        result = BatchResult(records=len(records))
+        groups: dict[str, list[DecodedRecord]] = {}
+        for record in records:
+            if record.poison:
+                result.poison_records += 1
+                result.misrouted_records += record.misrouted
+            else:
+                groups.setdefault(record.partition_key, []).append(record)
+        budget = _Budget(self.clock() + self.warmup_budget_s, self.clock)
+        errors: list[FeatureStoreError] = []
+        for symbol, group in groups.items():
+            if self.symbols is not None and symbol not in self.symbols:
+                result.unknown_symbol_records += len(group)
+                continue
+            try:
+                result.absorb(self._apply_group(symbol, group, failed, budget))
+            except FeatureStoreError as exc:
+                logger.warning("transaction of %s failed, reported for retry: %s", symbol, exc)
+                result.failed_groups[symbol] = _lowest_per_shard(group)
+                errors.append(exc)
+        if errors and len(errors) == len(groups) - _unknown(groups, self.symbols):
+            raise errors[0]
+        return result
+
+    def _apply_group(
+        self, symbol: str, group: list[DecodedRecord], failed: Failed, budget: _Budget
+    ) -> BatchResult:
         try:
-            engines: dict[str, FeatureEngine] = {}
-            sequences: dict[str, int] = {}
+            return self._transact(symbol, group, failed, budget)
+        except StoreConflictError:
+            return self._transact(symbol, group, failed, budget)  # re-read: skip what they wrote
+
+    def _transact(
+        self, symbol: str, group: list[DecodedRecord], failed: Failed, budget: _Budget
+    ) -> BatchResult:
+        ordered = sorted(group, key=lambda r: (r.shard_id, r.sequence_number))
+        out = BatchResult()
+        txn = self.store.begin(symbol, list(dict.fromkeys(r.shard_id for r in ordered)))
+        try:
+            engine: FeatureEngine | None = None
+            commit = GroupCommit()
             for record in ordered:
-                applied = txn.sequences.get(record.shard_id)
+                applied = txn.checkpoints.get(record.shard_id)
+                held = failed.get((record.shard_id, symbol))
                 if applied is not None and record.sequence_number <= applied:
-                    result.skipped_records += 1
+                    out.skipped_records += 1
                     continue
-                held = failed.get(record.shard_id)
                 if held is not None and record.sequence_number >= held:
-                    result.held_records += 1
+                    out.held_records += 1
                     continue
+                window = self.rules.window(record.arrival_us)
                 for message in record.messages:
-                    engine = engines.get(message.symbol)
-                    if engine is None:
-                        engine = self._engine(message, txn.states.get(message.symbol), result)
-                        engines[message.symbol] = engine
-                    self._apply_message(engine, message, result)
-                sequences[record.shard_id] = record.sequence_number
-            batch = BatchCommit(sequences=sequences)
-            for symbol, engine in engines.items():
-                batch.snapshots[symbol] = engine.snapshot()
-                batch.states[symbol] = engine.state()
-                result.newest_event_us = max(result.newest_event_us, engine.now_us)
-            txn.commit(batch)
+                    engine = self._apply_message(engine, message, window, txn.state, out, budget)
+                commit.checkpoints[record.shard_id] = record.sequence_number
+            if engine is not None:
+                commit.snapshot, commit.state = engine.snapshot(), engine.state()
+                out.snapshots[symbol] = commit.snapshot
+                out.newest_event_us = engine.now_us
+                out.trade_id_resets += engine.id_resets
+            if commit.checkpoints:
+                txn.commit(commit)
+            else:
+                txn.abort()
         except BaseException:
             txn.abort()
             raise
-        result.snapshots = batch.snapshots
-        return result
+        return out
 
-    def _engine(self, first: Message, state: bytes | None, result: BatchResult) -> FeatureEngine:
-        symbol = first.symbol
-        if state is not None:
-            try:
-                return FeatureEngine.from_state(state, self.spec)
-            except EngineStateError as exc:
-                logger.warning("discarding %s engine state: %s", symbol, exc)
-        engine = FeatureEngine(symbol, self.spec)
-        if self.warmer is not None:
-            before_ms = first.time_us // 1000
-            try:
-                klines_long, klines_short = self.warmer(symbol, before_ms)
-            except Exception as exc:  # noqa: BLE001  # any REST failure: start cold, say so
-                logger.warning("warm-up of %s from REST failed, starting cold: %s", symbol, exc)
-                result.warmup_failures += 1
-            else:
-                engine.warm_up(klines_long, klines_short)
-                result.warmed_symbols.append(symbol)
+    def _apply_message(
+        self,
+        engine: FeatureEngine | None,
+        message: Message,
+        window: tuple[int, int] | None,
+        state: bytes | None,
+        out: BatchResult,
+        budget: _Budget,
+    ) -> FeatureEngine | None:
+        """Check and feed one message; returns the symbol's engine (built on first need)."""
+        out.events += 1
+        reason = self.rules.check_time(message, window)
+        if reason is None and isinstance(message, TradeMessage | QuoteMessage):
+            if engine is None:
+                engine = self._engine(message, state, out, budget)
+            if isinstance(message, TradeMessage):
+                reason = self.rules.check_trade_id(
+                    message, engine.last_trade_id, engine.last_trade_us
+                )
+            if reason is None and not _feed(engine, message):
+                out.duplicate_events += 1
+        if reason is not None:
+            out.implausible_events[reason.value] += 1
         return engine
 
-    @staticmethod
-    def _apply_message(engine: FeatureEngine, message: Message, result: BatchResult) -> None:
-        result.events += 1
-        if isinstance(message, TradeMessage):
-            fresh = engine.add_trade(
-                message.time_us,
-                message.trade_id,
-                message.price,
-                message.quantity,
-            )
-        elif isinstance(message, QuoteMessage):
-            fresh = engine.add_quote(
-                message.timestamp,
-                message.update_id,
-                message.bid_price,
-                message.bid_quantity,
-                message.ask_price,
-                message.ask_quantity,
-            )
+    def _engine(
+        self, first: Message, state: bytes | None, out: BatchResult, budget: _Budget
+    ) -> FeatureEngine:
+        symbol = first.symbol
+        engine = self._restore(symbol, state)
+        if engine is not None:
+            out.trade_id_resets -= engine.id_resets  # the batch counts the increase only
+            return engine
+        engine = FeatureEngine(symbol, self.spec)
+        if self.warmer is None:
+            return engine
+        if budget.spent():
+            logger.warning("warm-up budget spent: %s starts cold", symbol)
+            out.warmup_skipped += 1
+            return engine
+        try:
+            klines_long, klines_short = self.warmer(symbol, first.time_us // 1000)
+        except Exception as exc:  # noqa: BLE001  # any REST failure: start cold, say so
+            logger.warning("warm-up of %s from REST failed, starting cold: %s", symbol, exc)
+            out.warmup_failures += 1
         else:
-            return
-        if not fresh:
-            result.duplicate_events += 1
+            engine.warm_up(klines_long, klines_short)
+            out.warmed_symbols.append(symbol)
+        return engine
+
+    def _restore(self, symbol: str, state: bytes | None) -> FeatureEngine | None:
+        if state is None:
+            return None
+        try:
+            return FeatureEngine.from_state(state, self.spec)
+        except EngineStateError as exc:
+            logger.warning("discarding %s engine state: %s", symbol, exc)
+            return None
+
+
+def _feed(engine: FeatureEngine, message: TradeMessage | QuoteMessage) -> bool:
+    """Apply a trade or quote; False for a duplicate."""
+    if isinstance(message, TradeMessage):
+        return engine.add_trade(message.time_us, message.trade_id, message.price, message.quantity)
+    return engine.add_quote(
+        message.timestamp,
+        message.update_id,
+        message.bid_price,
+        message.bid_quantity,
+        message.ask_price,
+        message.ask_quantity,
+    )
+
+
+def _check_route(partition_key: str, messages: list[Message]) -> None:
+    try:
+        hash_tag(partition_key)
+    except KeySchemaError:
+        raise MisroutedRecordError(
+            f"partition key {partition_key[:40]!r} is not a symbol"
+        ) from None
+    for message in messages:
+        if message.symbol != partition_key:
+            raise MisroutedRecordError(
+                f"a message names {message.symbol[:40]!r} under partition key {partition_key!r}"
+            )
+
+
+def _lowest_per_shard(group: Sequence[DecodedRecord]) -> list[tuple[str, int]]:
+    lowest: dict[str, int] = {}
+    for r in group:
+        lowest[r.shard_id] = min(lowest.get(r.shard_id, r.sequence_number), r.sequence_number)
+    return sorted(lowest.items())
+
+
+def _unknown(groups: Mapping[str, object], symbols: frozenset[str] | None) -> int:
+    return 0 if symbols is None else sum(1 for s in groups if s not in symbols)
 
 
 def _base64(text: str) -> bytes:

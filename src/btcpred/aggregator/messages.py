@@ -4,11 +4,14 @@ The aggregator reads the record format of :mod:`btcpred.records` with one typed 
 instead of building full events. Decimal strings become floats inside the decoder (msgspec's
 correctly rounded parser: the same float as :func:`btcpred.events.to_float` of the exact
 decimal; a test checks every number of the capture), validated by range: prices in (0, 1e12),
-quantities in [0, 1e12). Depth messages are checked for type and symbol only, because no feature
-reads their levels. Anything else — not JSON, an unknown ``message_type``, a missing or mistyped
-field, ``"nan"``, a negative price — makes the whole record a
-:class:`~btcpred.records.RecordFormatError` (a poison record). The decoder is lax in one way:
-numbers may come as JSON numbers or as strings.
+quantities in [0, 1e12). Integers are bounded to what the exchange can send (docs/records.md):
+timestamps are microseconds in [2017-01-01, 2100-01-01) — a millisecond or nanosecond value
+falls outside — and trade and update ids in [0, 2**63). Depth messages are checked for type and
+symbol only, because no feature reads their levels. Anything else — not JSON, bytes that are not
+UTF-8, an unknown ``message_type``, a missing, mistyped or out-of-range field, ``"nan"``, a
+negative price — makes the whole record a :class:`~btcpred.records.RecordFormatError` (a poison
+record), never another exception. The decoder is lax in one way: numbers may come as JSON numbers
+or as strings.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Annotated
 
 import msgspec
 
-from btcpred.records import RecordFormatError
+from btcpred.records import MAX_ID, MAX_TIMESTAMP_US, MIN_TIMESTAMP_US, RecordFormatError
 
 __all__ = [
     "DepthMessage",
@@ -30,17 +33,19 @@ __all__ = [
 
 Price = Annotated[float, msgspec.Meta(gt=0, lt=1e12)]
 Quantity = Annotated[float, msgspec.Meta(ge=0, lt=1e12)]
+Timestamp = Annotated[int, msgspec.Meta(ge=MIN_TIMESTAMP_US, lt=MAX_TIMESTAMP_US)]
+Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
 
 
 class TradeMessage(msgspec.Struct, tag_field="message_type", tag="trade", gc=False):
     """A trade (``transact_time`` is the trade time, ``timestamp`` the event time; µs)."""
 
     symbol: str
-    timestamp: int
-    trade_id: int
+    timestamp: Timestamp
+    trade_id: Id
     price: Price
     quantity: Quantity
-    transact_time: int | None = None
+    transact_time: Timestamp | None = None
 
     @property
     def time_us(self) -> int:
@@ -52,12 +57,13 @@ class QuoteMessage(msgspec.Struct, tag_field="message_type", tag="bestbidask", g
     """A best bid/ask."""
 
     symbol: str
-    timestamp: int
+    timestamp: Timestamp
     bid_price: Price
     bid_quantity: Quantity
     ask_price: Price
     ask_quantity: Quantity
-    update_id: int = 0
+    update_id: Id | None = None
+    """The book update id when the source has one; the engine orders quotes by time first."""
 
     @property
     def time_us(self) -> int:
@@ -69,7 +75,7 @@ class DepthMessage(msgspec.Struct, tag_field="message_type", tag="depth", gc=Fal
     """A depth diff; its levels are not decoded (no feature uses them)."""
 
     symbol: str
-    timestamp: int
+    timestamp: Timestamp
 
     @property
     def time_us(self) -> int:
@@ -83,7 +89,7 @@ class DepthSnapshotMessage(
     """A depth snapshot; levels not decoded."""
 
     symbol: str
-    timestamp: int
+    timestamp: Timestamp
 
     @property
     def time_us(self) -> int:
@@ -107,4 +113,6 @@ def decode_record(data: bytes) -> list[Message]:
         decoded = _DECODER.decode(data)
     except msgspec.DecodeError as exc:
         raise RecordFormatError(f"record is not valid: {exc}") from None
+    except UnicodeError:  # msgspec raises it for a non-UTF-8 byte inside a string
+        raise RecordFormatError("record is not valid UTF-8") from None
     return decoded if isinstance(decoded, list) else [decoded]

@@ -1,23 +1,27 @@
 """Where the aggregator keeps features and its own state: a port and its Redis adapter.
 
-One batch is one transaction: :meth:`FeatureStore.begin` reads the engine states of the batch's
-symbols and the applied sequence numbers of its shards; :meth:`StoreTransaction.commit` writes
-the new features, history, states and sequence numbers all at once, or nothing. The Redis
-adapter WATCHes the keys it read and commits with MULTI/EXEC, so a concurrent writer makes the
-commit fail (:class:`StoreConflictError`) instead of interleaving.
+One transaction per (batch, partition key): :meth:`FeatureStore.begin` reads one symbol's engine
+state and its (shard, symbol) checkpoints; :meth:`StoreTransaction.commit` writes the new
+features, history, state and checkpoints all at once, or nothing. Every key one transaction
+touches carries the symbol's hash tag (:class:`btcpred.keys.RedisKeys`), so on a Redis Cluster
+the whole transaction lives in one hash slot. The Redis adapter reads with one ``MGET`` and
+commits with one Lua script that first checks the state and checkpoints are unchanged
+(compare-and-set), so a concurrent writer makes the commit fail (:class:`StoreConflictError`)
+instead of interleaving, on a single node and on a cluster alike.
 
-Keys (``{S}`` = symbol; prefixes configurable):
+Keys (``{S}`` = the symbol's hash tag; prefixes configurable):
 
 =================================  ==========================================================
 ``features:{S}:latest``            the features document (TTL ``latest_ttl_s``)
 ``features:{S}:history``           list, newest first, the last ``history_length`` documents
 ``aggregator:{S}:state``           the engine state (MessagePack, TTL ``state_ttl_s``)
-``aggregator:seq:{shard}``         last applied Kinesis sequence number of the shard
+``aggregator:{S}:seq:{shard}``     last applied sequence number of (shard, partition key)
 =================================  ==========================================================
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,71 +29,49 @@ from typing import Protocol
 import redis
 
 from btcpred.features.snapshot import FeatureSnapshot
+from btcpred.keys import RedisKeys
+from btcpred.redisconn import RedisClient
 
 __all__ = [
-    "BatchCommit",
     "FeatureStore",
     "FeatureStoreError",
+    "GroupCommit",
     "RedisFeatureStore",
     "StoreConflictError",
-    "StoreKeys",
     "StoreTransaction",
     "StoreUnavailableError",
 ]
 
 
 class FeatureStoreError(Exception):
-    """The store failed; the batch must be retried as a whole (nothing was written)."""
+    """The store failed; the transaction must be retried as a whole (nothing was written)."""
 
 
 class StoreUnavailableError(FeatureStoreError):
-    """The store could not be reached or answered with an error."""
+    """The store could not be reached or answered with an error (retryable)."""
 
 
 class StoreConflictError(FeatureStoreError):
-    """Another writer changed the batch's keys between read and commit."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoreKeys:
-    """Key names; the prefixes come from configuration."""
-
-    features_prefix: str = "features"
-    state_prefix: str = "aggregator"
-
-    def latest(self, symbol: str) -> str:
-        """``features:{S}:latest``."""
-        return f"{self.features_prefix}:{symbol}:latest"
-
-    def history(self, symbol: str) -> str:
-        """``features:{S}:history``."""
-        return f"{self.features_prefix}:{symbol}:history"
-
-    def state(self, symbol: str) -> str:
-        """``aggregator:{S}:state``."""
-        return f"{self.state_prefix}:{symbol}:state"
-
-    def sequence(self, shard_id: str) -> str:
-        """``aggregator:seq:{shard}``."""
-        return f"{self.state_prefix}:seq:{shard_id}"
+    """Another writer changed the transaction's keys between read and commit (retryable)."""
 
 
 @dataclass(slots=True)
-class BatchCommit:
-    """Everything one batch writes."""
+class GroupCommit:
+    """Everything one partition key's transaction writes (``snapshot``/``state`` may be absent
+    when every message of the new records was dropped: then only the checkpoints move)."""
 
-    snapshots: dict[str, FeatureSnapshot] = field(default_factory=dict)
-    states: dict[str, bytes] = field(default_factory=dict)
-    sequences: dict[str, int] = field(default_factory=dict)
+    snapshot: FeatureSnapshot | None = None
+    state: bytes | None = None
+    checkpoints: dict[str, int] = field(default_factory=dict)
 
 
 class StoreTransaction(Protocol):
-    """The read half of a batch's transaction, and its commit."""
+    """The read half of one symbol's transaction, and its commit."""
 
-    states: dict[str, bytes | None]
-    sequences: dict[str, int | None]
+    state: bytes | None
+    checkpoints: dict[str, int | None]
 
-    def commit(self, batch: BatchCommit) -> None:
+    def commit(self, commit: GroupCommit) -> None:
         """Write everything or nothing; raise :class:`FeatureStoreError` on failure."""
 
     def abort(self) -> None:
@@ -97,65 +79,97 @@ class StoreTransaction(Protocol):
 
 
 class FeatureStore(Protocol):
-    """Begins one transaction per batch."""
+    """Begins one transaction per (batch, partition key)."""
 
-    def begin(self, symbols: Sequence[str], shards: Sequence[str]) -> StoreTransaction:
-        """Read the symbols' states and the shards' sequence numbers."""
+    def begin(self, symbol: str, shards: Sequence[str]) -> StoreTransaction:
+        """Read ``symbol``'s engine state and its checkpoints in ``shards``."""
+
+
+_COMMIT = """
+local state = redis.call('GET', KEYS[1])
+if (state and redis.sha1hex(state) or '') ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  if (redis.call('GET', KEYS[3 + i]) or '') ~= ARGV[2 + i] then return 0 end
+end
+for i = 1, n do redis.call('SET', KEYS[3 + i], ARGV[2 + n + i]) end
+local at = 2 + 2 * n
+local doc, ttl = ARGV[at + 1], ARGV[at + 3]
+if doc ~= '' then
+  redis.call('SET', KEYS[2], doc, 'EX', ttl)
+  redis.call('LPUSH', KEYS[3], doc)
+  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[at + 5]) - 1)
+  redis.call('EXPIRE', KEYS[3], ttl)
+end
+if ARGV[at + 2] ~= '' then redis.call('SET', KEYS[1], ARGV[at + 2], 'EX', ARGV[at + 4]) end
+return 1
+"""
+"""Compare-and-set: write only if the state and checkpoints are still what was read."""
 
 
 class _RedisTransaction:
-    def __init__(self, store: RedisFeatureStore, symbols: Sequence[str], shards: Sequence[str]):
-        self._store = store
+    """Optimistic: MGET the state and checkpoints, then one script that checks and writes.
+
+    The check runs inside Redis (a Lua script over keys of one hash slot), not through
+    WATCH: redis-py's cluster pipeline reconnects silently after a dropped connection and
+    would run MULTI/EXEC without the WATCH, so a conflicting write could go unnoticed.
+    """
+
+    def __init__(self, store: RedisFeatureStore, symbol: str, shards: Sequence[str]) -> None:
+        self._store, self._symbol, self._shards = store, symbol, list(shards)
         keys = store.keys
-        state_keys = [keys.state(s) for s in symbols]
-        seq_keys = [keys.sequence(s) for s in shards]
-        self._pipe = store.client.pipeline(transaction=True)
+        self._read = [keys.engine_state(symbol), *(keys.checkpoint(symbol, s) for s in shards)]
         try:
-            self._pipe.watch(*state_keys, *seq_keys)  # type: ignore[no-untyped-call]  # redis-py
-            raw = self._pipe.mget(state_keys + seq_keys) if state_keys or seq_keys else []
+            raw = store.client.execute_command("MGET", *self._read)  # type: ignore[no-untyped-call]  # redis-py
         except redis.RedisError as exc:
-            self._pipe.reset()
             raise StoreUnavailableError(f"redis read failed: {exc}") from exc
-        values = [v.encode() if isinstance(v, str) else v for v in raw]
-        self.states: dict[str, bytes | None] = dict(zip(symbols, values, strict=False))
-        self.sequences: dict[str, int | None] = {
+        self.state: bytes | None = raw[0]
+        self._raw_checkpoints: list[bytes | None] = list(raw[1:])
+        self.checkpoints: dict[str, int | None] = {
             shard: None if value is None else int(value)
-            for shard, value in zip(shards, values[len(symbols) :], strict=True)
+            for shard, value in zip(shards, raw[1:], strict=True)
         }
 
-    def commit(self, batch: BatchCommit) -> None:
-        store, keys, pipe = self._store, self._store.keys, self._pipe
+    def commit(self, commit: GroupCommit) -> None:
+        store, symbol = self._store, self._symbol
+        keys = store.keys
+        moved = [s for s in self._shards if s in commit.checkpoints]
+        expected = [self._raw_checkpoints[self._shards.index(s)] or b"" for s in moved]
+        argv: list[bytes | str | int] = [
+            hashlib.sha1(self.state).hexdigest() if self.state is not None else "",  # noqa: S324  # a change detector, not security
+            len(moved),
+            *expected,
+            *(str(commit.checkpoints[s]) for s in moved),
+            b"" if commit.snapshot is None else commit.snapshot.to_json(),
+            commit.state or b"",
+            store.latest_ttl_s,
+            store.state_ttl_s,
+            store.history_length,
+        ]
+        script_keys = [
+            keys.engine_state(symbol),
+            keys.features_latest(symbol),
+            keys.features_history(symbol),
+            *(keys.checkpoint(symbol, s) for s in moved),
+        ]
         try:
-            pipe.multi()
-            for symbol, snapshot in batch.snapshots.items():
-                doc = snapshot.to_json()
-                pipe.set(keys.latest(symbol), doc, ex=store.latest_ttl_s)
-                pipe.lpush(keys.history(symbol), doc)
-                pipe.ltrim(keys.history(symbol), 0, store.history_length - 1)
-                pipe.expire(keys.history(symbol), store.latest_ttl_s)
-            for symbol, state in batch.states.items():
-                pipe.set(keys.state(symbol), state, ex=store.state_ttl_s)
-            for shard, sequence in batch.sequences.items():
-                pipe.set(keys.sequence(shard), str(sequence))
-            pipe.execute()
-        except redis.WatchError as exc:
-            raise StoreConflictError("batch keys changed during the batch") from exc
+            done = store.commit_script(keys=script_keys, args=argv)
         except redis.RedisError as exc:
             raise StoreUnavailableError(f"redis commit failed: {exc}") from exc
-        finally:
-            pipe.reset()
+        if not done:
+            raise StoreConflictError(f"{symbol} keys changed during the batch")
 
     def abort(self) -> None:
-        self._pipe.reset()
+        """Nothing to release: the read took no lock."""
 
 
 class RedisFeatureStore:
-    """:class:`FeatureStore` on Redis (see the module docstring for keys and TTLs)."""
+    """:class:`FeatureStore` on Redis or a Redis Cluster (see the module docstring)."""
 
     def __init__(
         self,
-        client: redis.Redis,
-        keys: StoreKeys | None = None,
+        client: RedisClient,
+        keys: RedisKeys | None = None,
         *,
         latest_ttl_s: int = 300,
         state_ttl_s: int = 86_400,
@@ -164,11 +178,12 @@ class RedisFeatureStore:
         if min(latest_ttl_s, state_ttl_s, history_length) < 1:
             raise ValueError("TTLs and history length must be positive")
         self.client = client
-        self.keys = keys or StoreKeys()
+        self.keys = keys or RedisKeys()
         self.latest_ttl_s = latest_ttl_s
         self.state_ttl_s = state_ttl_s
         self.history_length = history_length
+        self.commit_script = client.register_script(_COMMIT)
 
-    def begin(self, symbols: Sequence[str], shards: Sequence[str]) -> StoreTransaction:
-        """Start a batch's transaction: WATCH and read (one round trip after WATCH)."""
-        return _RedisTransaction(self, symbols, shards)
+    def begin(self, symbol: str, shards: Sequence[str]) -> StoreTransaction:
+        """Start ``symbol``'s transaction: one MGET; the commit is one script call."""
+        return _RedisTransaction(self, symbol, shards)

@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 import redis
 
+from btcpred.keys import RedisKeys
+
 __all__ = ["NaiveAggregator"]
 
 _KEEP_US = 2 * 3600 * 1_000_000
@@ -24,8 +26,11 @@ _KEEP_US = 2 * 3600 * 1_000_000
 class NaiveAggregator:
     """Recompute-everything aggregator for one symbol (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis, symbol: str = "BTCUSDT") -> None:
+    def __init__(
+        self, client: redis.Redis, symbol: str = "BTCUSDT", keys: RedisKeys | None = None
+    ) -> None:
         self.client, self.symbol = client, symbol
+        self.key = (keys or RedisKeys()).features_latest(symbol)
         self.trades = pd.DataFrame({"time": [], "price": [], "qty": []})
         self.quote: tuple[float, float, float, float] | None = None
 
@@ -50,7 +55,7 @@ class NaiveAggregator:
         now = self.trades["time"].iloc[-1]
         self.trades = self.trades[self.trades["time"] > now - _KEEP_US]
         doc = self._features(now)
-        self.client.set(f"features:{self.symbol}:latest", json.dumps(doc), ex=300)
+        self.client.set(self.key, json.dumps(doc), ex=300)
 
     def _features(self, now: float) -> dict[str, Any]:
         df = self.trades

@@ -24,8 +24,12 @@ from btcpred.klines import Kline
 
 __all__ = ["STATE_VERSION", "EngineStateError", "FeatureEngine"]
 
-STATE_VERSION: Final = 1
-"""Version of the serialized engine state; a different version is refused, never guessed at."""
+STATE_VERSION: Final = 2
+"""Version of the serialized engine state; a different version is refused, never guessed at.
+
+2: the last trade's time, the quote's time and the id-reset count joined the state (quotes are
+ordered by time, trade ids checked against time); a version-1 state is discarded (cold start).
+"""
 
 _US: Final = 1_000_000
 
@@ -35,7 +39,8 @@ class EngineStateError(ValueError):
 
 
 class _Quote(msgspec.Struct, array_like=True):
-    update_id: int
+    time_us: int
+    update_id: int | None
     bid: float
     bid_qty: float
     ask: float
@@ -62,10 +67,12 @@ class FeatureEngine:
         self.now_us = -1  # time of the newest event (µs); -1 before any
         self.last_price: float | None = None
         self.last_trade_id = -1
+        self.last_trade_us = -1  # the newest trade time seen (µs)
         self._quote: _Quote | None = None
         self.trades = 0
         self.duplicates = 0
         self.late = 0
+        self.id_resets = 0
 
     def reset(self) -> None:
         """Forget everything: the engine equals a freshly built one."""
@@ -77,15 +84,23 @@ class FeatureEngine:
     # -- input -----------------------------------------------------------------------------
 
     def add_trade(self, time_us: int, trade_id: int, price: float, qty: float) -> bool:
-        """Apply one trade; return False (and count it) if its id was already applied.
+        """Apply one trade; return False (and count it) if it was already applied.
 
-        Binance trade ids increase strictly per symbol, so an id at or below the last applied
-        one is a redelivery. A trade older than the newest event is booked at the newest time.
+        Binance trade ids and trade times increase together per symbol, so a trade whose id is
+        at or below the last applied one and whose time is not after the newest trade time is a
+        redelivery. An id at or below the last one with a *later* time contradicts the stored id
+        (an implausible id was applied before): the trade is applied, the id restarts from it
+        and ``id_resets`` counts it, so one bad id cannot make every later trade a "duplicate".
+        A trade older than the newest event is booked at the newest time.
         """
         if trade_id <= self.last_trade_id:
-            self.duplicates += 1
-            return False
+            if time_us <= self.last_trade_us:
+                self.duplicates += 1
+                return False
+            self.id_resets += 1
         self.last_trade_id = trade_id
+        if time_us > self.last_trade_us:
+            self.last_trade_us = time_us
         if time_us > self.now_us:
             self.now_us = time_us
         elif time_us < self.now_us:
@@ -99,13 +114,33 @@ class FeatureEngine:
         return True
 
     def add_quote(
-        self, time_us: int, update_id: int, bid: float, bid_qty: float, ask: float, ask_qty: float
+        self,
+        time_us: int,
+        update_id: int | None,
+        bid: float,
+        bid_qty: float,
+        ask: float,
+        ask_qty: float,
     ) -> bool:
-        """Apply a best bid/ask; return False if its update id is not newer than the last one."""
-        if self._quote is not None and update_id <= self._quote.update_id:
+        """Apply a best bid/ask; return False (and count it) if it is older than the last one.
+
+        Quotes are ordered by event time; the update id (optional: the seed's records have none)
+        only breaks ties between quotes of the same microsecond, so a quote without one always
+        replaces an older or equally old quote, and an absurd id cannot freeze the quote.
+        """
+        last = self._quote
+        if last is not None and (
+            time_us < last.time_us
+            or (
+                time_us == last.time_us
+                and update_id is not None
+                and last.update_id is not None
+                and update_id <= last.update_id
+            )
+        ):
             self.duplicates += 1
             return False
-        self._quote = _Quote(update_id, bid, bid_qty, ask, ask_qty)
+        self._quote = _Quote(time_us, update_id, bid, bid_qty, ask, ask_qty)
         if time_us > self.now_us:
             self.now_us = time_us
         return True
@@ -237,8 +272,8 @@ class FeatureEngine:
                 STATE_VERSION,
                 spec_hash(self.spec),
                 self.symbol,
-                [self.now_us, self.last_price, self.last_trade_id, self._quote],
-                [self.trades, self.duplicates, self.late],
+                [self.now_us, self.last_price, self.last_trade_id, self.last_trade_us, self._quote],
+                [self.trades, self.duplicates, self.late, self.id_resets],
                 self._windows.state(),
                 [self._short_bars.state(), self._long_bars.state()],
                 [self._rsi.state(), self._macd.state(), self._bands.state()],
@@ -265,16 +300,17 @@ class FeatureEngine:
             raise EngineStateError("engine state was saved under another feature spec")
         try:
             return cls._restore(str(symbol), spec, parts)
-        except (TypeError, ValueError, IndexError) as exc:
+        except (TypeError, ValueError, IndexError, msgspec.ValidationError) as exc:
             raise EngineStateError(f"engine state is corrupt: {exc}") from None
 
     @classmethod
     def _restore(cls, symbol: str, spec: FeatureSpec, parts: list[Any]) -> FeatureEngine:
         engine = cls(symbol, spec)
-        now_us, last_price, last_trade_id, quote = parts[3]
-        engine.now_us, engine.last_price, engine.last_trade_id = now_us, last_price, last_trade_id
+        now_us, last_price, last_trade_id, last_trade_us, quote = parts[3]
+        engine.now_us, engine.last_price = int(now_us), last_price
+        engine.last_trade_id, engine.last_trade_us = int(last_trade_id), int(last_trade_us)
         engine._quote = None if quote is None else msgspec.convert(quote, _Quote)
-        engine.trades, engine.duplicates, engine.late = (int(x) for x in parts[4])
+        engine.trades, engine.duplicates, engine.late, engine.id_resets = (int(x) for x in parts[4])
         engine._windows = TradeWindows.from_state(parts[5])
         engine._rsi = Rsi.from_state(parts[7][0])
         engine._macd = Macd.from_state(parts[7][1])

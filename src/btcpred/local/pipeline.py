@@ -26,6 +26,7 @@ from btcpred.inference import (
     build_service,
 )
 from btcpred.inference.result import PredictionResult
+from btcpred.keys import RedisKeys
 from btcpred.model import OnnxModel
 from btcpred.records import pack_records
 from btcpred.settings import InferenceSettings
@@ -37,6 +38,8 @@ __all__ = ["LocalAggregation", "format_features", "format_result"]
 SHARD = "shardId-000000000000"
 NO_REST = "http://127.0.0.1:9"
 """REST base of a service built without the REST fallback (never asked)."""
+_INGEST_LATENCY_US = 50_000
+"""A record's local "arrival" at Kinesis: 50 ms after its newest event was received."""
 
 
 @dataclass
@@ -50,6 +53,8 @@ class LocalAggregation:
     interval_s: float = 1.5
     flush_ms: int = 100
     records_per_batch: int = 10
+    keys: RedisKeys = field(default_factory=RedisKeys)
+    """The key schema (prefixes) the aggregator writes and the features are read back under."""
     batches: int = 0
     _window: int = -1
     _pending: list[Event] = field(default_factory=list)
@@ -65,12 +70,15 @@ class LocalAggregation:
         if self.rest_url is not None:
             rest = BinanceRestClient(self.rest_url, timeout_s=2.0, max_attempts=2)
             warmer = rest_warmer(lambda s, i, n, end: rest.recent_klines(s, i, n, end_time_ms=end))
-        self.aggregator = Aggregator(RedisFeatureStore(self.client), warmer=warmer)
+        self.aggregator = Aggregator(RedisFeatureStore(self.client, self.keys), warmer=warmer)
         if self.model is not None:
             self.metrics = RecordingMetrics()
             self.service = build_service(
                 InferenceSettings(
-                    interval_s=self.interval_s, binance_rest_url=self.rest_url or NO_REST
+                    interval_s=self.interval_s,
+                    binance_rest_url=self.rest_url or NO_REST,
+                    features_prefix=self.keys.features_prefix,
+                    prediction_key=self.keys.prediction_key,
                 ),
                 owner="local",
                 metrics=self.metrics,
@@ -149,9 +157,15 @@ class LocalAggregation:
             self.service.close(self._next_tick_ms)
 
     def _flush_record(self) -> None:
+        received_ns = max(e.receive_time_ns for e in self._pending)
+        arrival_us = received_ns // 1000 + _INGEST_LATENCY_US if received_ns > 0 else None
         for record in pack_records(self._pending, ingest_ts_ms=0):
             self._sequence += 1_000
-            self._records.append(self.aggregator.decode(SHARD, self._sequence, record.data))
+            self._records.append(
+                self.aggregator.decode(
+                    SHARD, self._sequence, record.data, record.partition_key, arrival_us
+                )
+            )
         self._pending = []
 
     def _apply(self) -> list[FeatureSnapshot]:
@@ -160,7 +174,7 @@ class LocalAggregation:
         self.batches += 1
         snaps = []
         for symbol in result.snapshots:
-            raw = self.client.get(f"features:{symbol}:latest")
+            raw = self.client.get(self.keys.features_latest(symbol))
             if raw is not None:
                 snaps.append(FeatureSnapshot.from_json(raw))
         return snaps

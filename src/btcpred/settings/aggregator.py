@@ -31,8 +31,13 @@ def _policy(text: str) -> PoisonPolicy:
 
 @dataclass(frozen=True, slots=True)
 class AggregatorSettings:
-    """Settings of the aggregator function."""
+    """Settings of the aggregator function.
 
+    ``symbols`` are the symbols whose records are applied (others are counted and dropped);
+    ``warmup_budget_s`` bounds the REST warm-ups of one invocation in total.
+    """
+
+    symbols: tuple[str, ...] = ("BTCUSDT",)
     redis_url: str = "redis://localhost:6379/0"
     redis_cluster: bool = False
     features_prefix: str = "features"
@@ -44,6 +49,7 @@ class AggregatorSettings:
     binance_rest_url: str = "https://data-api.binance.vision"
     warmup_from_rest: bool = True
     rest_timeout_s: float = 3.0
+    warmup_budget_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AggregatorSettings:
@@ -56,6 +62,7 @@ class AggregatorSettings:
         """
         d = cls()
         return cls(
+            symbols=p.read(env, Env.SYMBOLS, d.symbols, p.symbols),
             redis_url=p.redis_url(env),
             redis_cluster=p.read(env, Env.REDIS_CLUSTER, d.redis_cluster, p.bool_),
             features_prefix=p.read(env, Env.REDIS_FEATURES_KEY_PREFIX, d.features_prefix, p.prefix),
@@ -70,6 +77,9 @@ class AggregatorSettings:
             warmup_from_rest=p.read(env, Env.WARMUP_FROM_REST, d.warmup_from_rest, p.bool_),
             rest_timeout_s=p.read(
                 env, Env.REST_TIMEOUT_SECONDS, d.rest_timeout_s, p.positive_float
+            ),
+            warmup_budget_s=p.read(
+                env, Env.WARMUP_BUDGET_SECONDS, d.warmup_budget_s, p.positive_float
             ),
         )
 

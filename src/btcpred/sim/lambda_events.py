@@ -2,7 +2,10 @@
 
 Used by the tests, the aggregator benchmark and the local stack to drive the real handler with
 the event shape of an ``aws:kinesis`` event source mapping: base64 data, sequence numbers that
-grow within a shard, and ``eventID = "<shardId>:<sequenceNumber>"``.
+grow within a shard, ``eventID = "<shardId>:<sequenceNumber>"``, the partition key (the symbol)
+and ``approximateArrivalTimestamp`` (by default 50 ms after the newest event in the record, as
+if Kinesis had received it live). :func:`split_by_partition_key` turns one shard's event into
+the concurrent batches Lambda runs under a ParallelizationFactor above 1.
 """
 
 from __future__ import annotations
@@ -15,20 +18,29 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 
+import orjson
+
 from btcpred.records import KinesisRecord
 
 __all__ = [
+    "DEFAULT_ARRIVAL_S",
     "FIRST_SEQUENCE",
     "LocalLambdaContext",
     "kinesis_event",
     "load_lambda_module",
+    "record_arrival_s",
     "sequence_numbers",
+    "split_by_partition_key",
 ]
 
 FIRST_SEQUENCE: Final = 49_590_338_271_490_256_608_559_692_538_361_571_095_921_575_989_136_588_898
 """A real-looking first sequence number (Kinesis' are 56-digit decimals)."""
 
 _ACCOUNT, _REGION = "123456789012", "eu-west-1"
+_LATENCY_S: Final = 0.05
+"""Default ingest latency: an arrival time 50 ms after the record's newest event."""
+DEFAULT_ARRIVAL_S: Final = 1_723_161_600.0
+"""Arrival time of a record whose data names no time (raw bytes): 2024-08-09T00:00Z."""
 
 
 def load_lambda_module(path: Path, name: str) -> ModuleType:
@@ -52,26 +64,43 @@ def sequence_numbers(count: int, start: int = FIRST_SEQUENCE, step: int = 1_000)
     return [start + i * step for i in range(count)]
 
 
+def record_arrival_s(data: bytes) -> float | None:
+    """Epoch seconds 50 ms after the newest ``timestamp`` (µs) in a record's data, if any."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    messages = obj if isinstance(obj, list) else [obj]
+    stamps = [
+        m["timestamp"] for m in messages if isinstance(m, dict) and type(m.get("timestamp")) is int
+    ]
+    return max(stamps) / 1e6 + _LATENCY_S if stamps else None
+
+
 def kinesis_event(
     records: Sequence[KinesisRecord | bytes],
     sequences: Sequence[int],
     *,
     shard_id: str = "shardId-000000000000",
     stream: str = "btcpred-market-data",
-    arrival_s: float = 1_723_161_600.0,
+    arrival_s: float | Sequence[float] | None = None,
+    partition_key: str = "BTCUSDT",
 ) -> dict[str, Any]:
-    """A Lambda Kinesis event for ``records`` (raw bytes count as poison-able data)."""
+    """A Lambda Kinesis event for ``records`` (raw bytes count as poison-able data).
+
+    ``arrival_s`` is one arrival time for every record, one per record, or ``None``: each
+    record's own (:func:`record_arrival_s`; a record without one takes its predecessor's, the
+    first one :data:`DEFAULT_ARRIVAL_S`). Raw bytes travel under ``partition_key``.
+    """
     if len(records) != len(sequences):
         raise ValueError("one sequence number per record")
+    arrivals = _arrivals(records, arrival_s)
     out = []
-    for record, sequence in zip(records, sequences, strict=True):
+    for record, sequence, arrival in zip(records, sequences, arrivals, strict=True):
         data, key = (
             (record.data, record.partition_key)
             if isinstance(record, KinesisRecord)
-            else (
-                record,
-                "BTCUSDT",
-            )
+            else (record, partition_key)
         )
         out.append(
             {
@@ -80,7 +109,7 @@ def kinesis_event(
                     "partitionKey": key,
                     "sequenceNumber": str(sequence),
                     "data": base64.b64encode(data).decode("ascii"),
-                    "approximateArrivalTimestamp": arrival_s,
+                    "approximateArrivalTimestamp": arrival,
                 },
                 "eventSource": "aws:kinesis",
                 "eventVersion": "1.0",
@@ -92,6 +121,36 @@ def kinesis_event(
             }
         )
     return {"Records": out}
+
+
+def _arrivals(
+    records: Sequence[KinesisRecord | bytes], arrival_s: float | Sequence[float] | None
+) -> list[float]:
+    if isinstance(arrival_s, int | float):
+        return [float(arrival_s)] * len(records)
+    if arrival_s is not None:
+        if len(arrival_s) != len(records):
+            raise ValueError("one arrival time per record")
+        return [float(a) for a in arrival_s]
+    out, last = [], DEFAULT_ARRIVAL_S
+    for record in records:
+        data = record.data if isinstance(record, KinesisRecord) else record
+        last = record_arrival_s(data) or last
+        out.append(last)
+    return out
+
+
+def split_by_partition_key(event: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One shard's event as the per-partition-key batches of a ParallelizationFactor > 1.
+
+    Lambda keeps each partition key's records in order but runs the keys' batches side by side:
+    their sequence numbers interleave. Here every key gets its own batch (the limit of a large
+    factor), keyed by partition key, in first-appearance order.
+    """
+    batches: dict[str, list[dict[str, Any]]] = {}
+    for record in event["Records"]:
+        batches.setdefault(record["kinesis"]["partitionKey"], []).append(record)
+    return {key: {"Records": records} for key, records in batches.items()}
 
 
 @dataclass
