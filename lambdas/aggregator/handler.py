@@ -19,7 +19,6 @@ import redis
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from redis.exceptions import RedisClusterException
 
 from btcpred.aggregator import (
     Aggregator,
@@ -42,17 +41,17 @@ _aggregator: Aggregator | None = None
 
 def build(settings: AggregatorSettings) -> Aggregator:
     """Wire the aggregator from settings (runs once per cold start)."""
-    try:
+    try:  # a cluster client reads the slot map on first use: here, for the commit script
         client = connect(settings.redis_url, cluster=settings.redis_cluster, timeout_s=2.0)
-    except (redis.RedisError, RedisClusterException) as exc:  # a cluster reads its slots at once
-        raise StoreUnavailableError(f"redis cluster unreachable: {exc}") from exc
-    store = RedisFeatureStore(
-        client,
-        settings.redis_keys,
-        latest_ttl_s=settings.features_ttl_s,
-        state_ttl_s=settings.state_ttl_s,
-        history_length=settings.history_length,
-    )
+        store = RedisFeatureStore(
+            client,
+            settings.redis_keys,
+            latest_ttl_s=settings.features_ttl_s,
+            state_ttl_s=settings.state_ttl_s,
+            history_length=settings.history_length,
+        )
+    except redis.RedisError as exc:
+        raise StoreUnavailableError(f"redis unreachable: {exc}") from exc
     warmer = None
     if settings.warmup_from_rest:
         rest = BinanceRestClient(

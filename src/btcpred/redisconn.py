@@ -19,7 +19,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-__all__ = ["RedisClient", "connect"]
+__all__ = ["RedisClient", "connect", "is_cluster"]
 
 RedisClient: TypeAlias = "redis.Redis | RedisCluster"
 """What the stores accept: a single-node client or a cluster client."""
@@ -50,6 +50,11 @@ def connect(url: str, *, cluster: bool = False, timeout_s: float = 1.0) -> Redis
             _LazyCluster(lambda: RedisCluster.from_url(url, retry=Retry(NoBackoff(), 1), **common)),
         )
     return redis.Redis.from_url(url, **common)
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` came from ``connect(..., cluster=True)`` (or is a RedisCluster)."""
+    return isinstance(client, RedisCluster | _LazyCluster)
 
 
 class _LazyCluster:

@@ -30,7 +30,7 @@ from btcpred.events import BestBidAsk, DepthSnapshot, Event, Trade
 from btcpred.features import FeatureEngine
 from btcpred.keys import RedisKeys
 from btcpred.records import KinesisRecord, pack_records
-from btcpred.redisconn import RedisClient, connect
+from btcpred.redisconn import RedisClient, connect, is_cluster
 from btcpred.sim.binance_rest import BinanceRestServer, Fault
 from btcpred.sim.lambda_events import (
     LocalLambdaContext,
@@ -100,7 +100,7 @@ def expected(events: Sequence[Event], symbol: str = "BTCUSDT") -> dict[str, Any]
 
 
 def all_keys(client: RedisClient) -> list[bytes]:
-    if isinstance(client, RedisCluster):
+    if is_cluster(client):
         return sorted(client.keys("*", target_nodes=RedisCluster.PRIMARIES))  # type: ignore[call-arg]  # cluster-only argument
     return sorted(client.keys("*"))
 
@@ -227,7 +227,7 @@ def test_handler_builds_a_cluster_client_when_told(
     module = handler_module()
     call(module, {"Records": []})
 
-    assert isinstance(module._aggregator.store.client, RedisCluster) is any_redis[2]
+    assert is_cluster(module._aggregator.store.client) is any_redis[2]
 
 
 # -- 2. poison records never block a shard ----------------------------------------------------

@@ -20,7 +20,7 @@ from btcpred.aggregator import (
 from btcpred.aggregator.messages import TradeMessage
 from btcpred.aggregator.store import StoreTransaction
 from btcpred.keys import RedisKeys
-from btcpred.redisconn import RedisClient, connect
+from btcpred.redisconn import RedisClient, connect, is_cluster
 from btcpred.sim.services import free_port
 
 SHARD = "shardId-000000000001"
@@ -49,7 +49,7 @@ def fresh(any_redis: Redis) -> RedisClient:
 
 
 def all_keys(client: RedisClient) -> list[bytes]:
-    if isinstance(client, RedisCluster):
+    if is_cluster(client):
         return sorted(client.keys("*", target_nodes=RedisCluster.PRIMARIES))  # type: ignore[call-arg]  # cluster-only argument
     return sorted(client.keys("*"))
 
@@ -65,7 +65,7 @@ class KillBeforeCommit:
         txn = self.store.begin(symbol, shards)
         self.writes += 1
         self.admin.set(KEYS.engine_state(symbol), f"other-{self.writes}")
-        if isinstance(self.admin, RedisCluster):
+        if is_cluster(self.admin):
             self.admin.client_kill_filter(  # type: ignore[call-arg]  # cluster-only argument
                 _type="normal", skipme=True, target_nodes=RedisCluster.PRIMARIES
             )
