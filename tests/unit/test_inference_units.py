@@ -549,15 +549,15 @@ def test_prediction_keys_derive_from_the_latest_key() -> None:
     )
 
     assert (default.latest, default.history, default.pending, default.scored) == (
-        "prediction:ETHUSDT:latest",
-        "prediction:ETHUSDT:history",
-        "prediction:ETHUSDT:pending",
-        "prediction:ETHUSDT:scored",
+        "prediction:{ETHUSDT}:latest",
+        "prediction:{ETHUSDT}:history",
+        "prediction:{ETHUSDT}:pending",
+        "prediction:{ETHUSDT}:scored",
     )
     assert (custom.latest, custom.history, custom.pending, custom.scored) == (
-        "pred.ETHUSDT",
-        "pred.ETHUSDT:history",
-        "pred.ETHUSDT:pending",
-        "pred.ETHUSDT:scored",
+        "pred.{ETHUSDT}",
+        "pred.{ETHUSDT}:history",
+        "pred.{ETHUSDT}:pending",
+        "pred.{ETHUSDT}:scored",
     )
     assert (fixed.latest, fixed.history) == ("btc:latest", "btc:history")

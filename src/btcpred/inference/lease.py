@@ -4,13 +4,20 @@ The lease value is ``{owner}|{deadline_ms}``: the holder's id and the wall-clock
 will stop on its own. A standby invocation remembers the holder's deadline; if Redis goes away
 it takes over at that deadline instead of predicting alongside the holder (see
 ``docs/inference.md``).
+
+The lease is one key (no hash tag needed: each script touches only ``KEYS[1]``), so it works
+unchanged on a Redis Cluster. Every method raises
+:class:`~btcpred.inference.errors.StoreUnavailableError` or
+:class:`~btcpred.inference.errors.StoreRejectedError`, never a driver exception.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import redis
+from btcpred.inference.redisio import RedisConnection, redis_errors
+from btcpred.redisconn import RedisClient
 
 __all__ = ["LeaseState", "RedisLease"]
 
@@ -43,20 +50,28 @@ class LeaseState:
 class RedisLease:
     """A lease on ``key`` for ``owner`` with a time-to-live of ``ttl_ms``.
 
-    Raises ``redis.RedisError`` from every method when Redis cannot be reached; the caller
-    decides what that means (direct REST mode).
+    Raises the store's typed errors from every method when Redis fails; the caller decides
+    what that means (direct REST mode). ``client`` may be a :class:`RedisConnection` that
+    builds the client when first needed.
     """
 
-    def __init__(self, client: redis.Redis, key: str, owner: str, ttl_ms: int) -> None:
+    def __init__(
+        self, client: RedisClient | RedisConnection, key: str, owner: str, ttl_ms: int
+    ) -> None:
         if "|" in owner or ttl_ms < 1:
             raise ValueError("owner must not contain '|' and ttl_ms must be positive")
-        self.client = client
+        self._conn = client if isinstance(client, RedisConnection) else RedisConnection.of(client)
         self.key = key
         self.owner = owner
         self.ttl_ms = ttl_ms
         self._value: str | None = None
-        self._hold = client.register_script(_HOLD)
-        self._release = client.register_script(_RELEASE)
+        self._scripts: tuple[Any, Any] | None = None
+
+    def _script(self, release: bool) -> Any:
+        if self._scripts is None:
+            client = self._conn.get()
+            self._scripts = (client.register_script(_HOLD), client.register_script(_RELEASE))
+        return self._scripts[1 if release else 0]
 
     @property
     def held(self) -> bool:
@@ -71,7 +86,8 @@ class RedisLease:
         its own lease back instead of waiting for it to expire.
         """
         value = f"{self.owner}|{deadline_ms}"
-        reply = self._hold(keys=[self.key], args=[self.owner, value, self.ttl_ms])
+        with redis_errors("lease hold"):
+            reply = self._script(False)(keys=[self.key], args=[self.owner, value, self.ttl_ms])
         if reply == 1:
             self._value = value
             return LeaseState(held=True)
@@ -83,10 +99,11 @@ class RedisLease:
         if self._value is None:
             return False
         self._value = None
-        return bool(self._release(keys=[self.key], args=[self.owner]))
+        with redis_errors("lease release"):
+            return bool(self._script(True)(keys=[self.key], args=[self.owner]))
 
     def forget(self) -> None:
-        """Drop the local belief that the lease is held (Redis went away)."""
+        """Drop the local belief that the lease is held (Redis went away, a new invocation)."""
         self._value = None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -109,6 +110,30 @@ def find_postgres_bindir(
     return str(max(candidates, key=_version_key))
 
 
+def free_cluster_port(low: int = 20_000, high: int = 30_000) -> int:
+    """A free port ``p`` in ``[low, high)`` whose cluster bus port ``p + 10000`` is free too.
+
+    Redis Cluster nodes talk to each other on their port plus 10,000, so a node's port must be
+    at most 55,535; :func:`free_port` can hand out higher ones.
+
+    Raises
+    ------
+    ServiceError
+        No such pair was free after many tries.
+    """
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(low, high)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise ServiceError(f"no free port pair in [{low}, {high}) for a Redis Cluster node")
+
+
 def _log_tail(log: Path, lines: int = 30) -> str:
     try:
         text = log.read_text(encoding="utf-8", errors="replace")
@@ -164,10 +189,12 @@ class RedisServer(_Service):
         *,
         start_timeout: float = 10.0,
         extra_args: tuple[str, ...] = (),
+        port: int | None = None,
     ) -> None:
         self._executable = executable
         self._timeout = start_timeout
         self._extra_args = extra_args
+        self._port = port
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
         self.port = 0
@@ -187,7 +214,7 @@ class RedisServer(_Service):
         """
         executable = self._executable or find_redis_server()
         self._dir = Path(tempfile.mkdtemp(prefix="btcpred-redis-"))
-        self.port = free_port()
+        self.port = self._port or free_port()
         log = self._dir / "redis.log"
         argv = [executable, "--port", str(self.port), "--dir", str(self._dir)]
         argv += ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *self._extra_args]
@@ -272,7 +299,7 @@ class RedisClusterServer(_Service):
         args = ("--cluster-enabled", "yes", "--cluster-node-timeout", "5000")
         try:
             for _ in range(self._count):
-                node = RedisServer(executable, extra_args=args)
+                node = RedisServer(executable, extra_args=args, port=free_cluster_port())
                 self.nodes.append(node)
                 node.start()
             addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
