@@ -216,7 +216,7 @@ def test_subscribe_answers_subscribed_then_the_latest_prediction(
     ws: WsCall, server: ManagementApiServer, redis_client: redis.Redis
 ) -> None:
     latest = stored_result("ETHUSDT")
-    redis_client.set("prediction:ETHUSDT:latest", latest.to_json())
+    redis_client.set("prediction:{ETHUSDT}:latest", latest.to_json())
     server.connect("c1")
     ws("$connect", "c1", query={"token": TOKEN})
 
@@ -339,8 +339,8 @@ def http(env: pytest.MonkeyPatch) -> HttpCall:
 
 def test_latest_prediction_is_the_stored_result(http: HttpCall, redis_client: redis.Redis) -> None:
     btc, eth = stored_result("BTCUSDT"), stored_result("ETHUSDT")
-    redis_client.set("prediction:BTCUSDT:latest", btc.to_json())
-    redis_client.set("prediction:ETHUSDT:latest", eth.to_json())
+    redis_client.set("prediction:{BTCUSDT}:latest", btc.to_json())
+    redis_client.set("prediction:{ETHUSDT}:latest", eth.to_json())
 
     status, body, headers = http("/prediction/latest")
     eth_status, eth_body, _ = http("/prediction/latest", query={"symbol": "ethusdt"})
@@ -354,7 +354,7 @@ def test_latest_prediction_is_the_stored_result(http: HttpCall, redis_client: re
 def test_latest_prediction_without_one_is_unavailable(
     http: HttpCall, redis_client: redis.Redis
 ) -> None:
-    redis_client.set("prediction:ETHUSDT:latest", b"{not a result")
+    redis_client.set("prediction:{ETHUSDT}:latest", b"{not a result")
 
     assert http("/prediction/latest")[0] == 503
     assert http("/prediction/latest", query={"symbol": "ETHUSDT"})[0] == 503
@@ -363,7 +363,7 @@ def test_latest_prediction_without_one_is_unavailable(
 def test_latest_prediction_of_an_unknown_symbol_is_not_found(
     http: HttpCall, redis_client: redis.Redis
 ) -> None:
-    redis_client.set("prediction:DOGEUSDT:latest", stored_result("DOGEUSDT").to_json())
+    redis_client.set("prediction:{DOGEUSDT}:latest", stored_result("DOGEUSDT").to_json())
 
     status, body, _ = http("/prediction/latest", query={"symbol": "DOGEUSDT"})
 
@@ -397,7 +397,7 @@ def test_health_with_a_fresh_predictor_document_is_ok(
     store = InferenceStore(redis_client, InferenceSettings().prediction_keys)
     store.write([], [], health_doc(now_ms()))
     features = FeatureSnapshot.build("BTCUSDT", now_ms() - 250, {"price": 60_000.0})
-    redis_client.set("features:BTCUSDT:latest", features.to_json())
+    redis_client.set("features:{BTCUSDT}:latest", features.to_json())
 
     status, body, _ = http("/health")
 
@@ -423,7 +423,7 @@ def test_health_reads_features_under_the_configured_prefix(
     store = InferenceStore(redis_client, InferenceSettings().prediction_keys)
     store.write([], [], health_doc(now_ms()))
     features = FeatureSnapshot.build("BTCUSDT", now_ms() - 250, {"price": 60_000.0})
-    redis_client.set("feat:BTCUSDT:latest", features.to_json())
+    redis_client.set("feat:{BTCUSDT}:latest", features.to_json())
 
     status, body, _ = http("/health")
 
@@ -496,7 +496,7 @@ def test_inference_handler_predicts_every_interval_from_fresh_features(
     inference_env: pytest.MonkeyPatch, redis_client: redis.Redis, rest: BinanceRestServer
 ) -> None:
     redis_client.set(
-        "features:BTCUSDT:latest",
+        "features:{BTCUSDT}:latest",
         FeatureSnapshot.build("BTCUSDT", now_ms(), COMPLETE_FEATURES).to_json(),
     )
 
@@ -504,14 +504,14 @@ def test_inference_handler_predicts_every_interval_from_fresh_features(
 
     assert response["ticks"] >= 5
     assert response["active_ticks"] >= 5
-    raw = redis_client.get("prediction:BTCUSDT:latest")
+    raw = redis_client.get("prediction:{BTCUSDT}:latest")
     assert raw is not None
     latest = PredictionResult.from_json(raw)
     assert (latest.symbol, latest.source, latest.current_price) == ("BTCUSDT", "redis", 60_000.0)
     assert latest.model_version == "btcpred-mlp/1.0.0"
-    assert redis_client.llen("prediction:BTCUSDT:history") == response["active_ticks"]
+    assert redis_client.llen("prediction:{BTCUSDT}:history") == response["active_ticks"]
     assert redis_client.exists(LEASE_KEY) == 0  # released, not left to expire
-    pending = json.loads(redis_client.get("prediction:BTCUSDT:pending") or b"[]")
+    pending = json.loads(redis_client.get("prediction:{BTCUSDT}:pending") or b"[]")
     assert len(pending) == response["active_ticks"]  # handed over to the next invocation
     health = json.loads(redis_client.get(HEALTH_KEY) or b"{}")
     assert (health["mode"], health["model_version"]) == ("stream", "btcpred-mlp/1.0.0")
@@ -524,7 +524,7 @@ def test_inference_handler_without_stream_features_predicts_from_rest(
     response = run_inference()
 
     assert response["active_ticks"] >= 5
-    raw = redis_client.get("prediction:BTCUSDT:latest")
+    raw = redis_client.get("prediction:{BTCUSDT}:latest")
     assert raw is not None
     assert PredictionResult.from_json(raw).source == "fallback"
     assert json.loads(redis_client.get(HEALTH_KEY) or b"{}")["mode"] == "fallback"
@@ -542,7 +542,7 @@ def test_inference_handler_standing_by_while_another_holds_the_lease(
 
     assert response["ticks"] >= 5
     assert response["active_ticks"] == 0
-    assert redis_client.exists("prediction:BTCUSDT:latest") == 0
+    assert redis_client.exists("prediction:{BTCUSDT}:latest") == 0
     lease = redis_client.get(LEASE_KEY)
     assert isinstance(lease, bytes)
     assert lease.startswith(b"other|")

@@ -802,8 +802,7 @@ def test_pending_predictions_are_handed_to_the_next_invocation_and_scored_there(
     assert scoring.scored[0].abs_error == abs(from_a.predicted_price - 60_050.0)
     assert recorded(b).values["AbsError"] == [scoring.scored[0].abs_error]
     assert [
-        msgspec.json.decode(r, type=ScoredPrediction).prediction
-        for r in db.lrange(SCORED, 0, -1)
+        msgspec.json.decode(r, type=ScoredPrediction).prediction for r in db.lrange(SCORED, 0, -1)
     ] == [from_a]
 
 
