@@ -30,6 +30,7 @@ from btcpred.model.runtime import ModelOutputs
 from btcpred.redisconn import RedisClient, connect
 from btcpred.settings import InferenceSettings
 from btcpred.sim.binance_rest import BinanceRestServer
+from btcpred.sim.lambda_events import LocalLambdaContext, load_lambda_module
 from btcpred.sim.management_api import ManagementApiServer
 from btcpred.sim.services import RedisServer, free_port
 from tests.samples import COMPLETE_FEATURES
@@ -478,3 +479,43 @@ def test_the_invocation_ends_with_no_broadcast_thread_or_post_left(
     assert ticks[0].broadcasts[0].sent == 1  # fast
     assert len(server.messages("slow")) == 1  # the first; the newer ones were dropped
     assert len(server.messages("fast")) == 3
+
+
+# -- item 1: the Lambda handler itself on a Redis Cluster ---------------------------------------
+def test_the_inference_handler_predicts_against_a_redis_cluster(
+    aws_env: pytest.MonkeyPatch,
+    redis_cluster_client: RedisClient,
+    redis_cluster_url: str,
+    rest: BinanceRestServer,
+) -> None:
+    for name, value in {
+        "REDIS_URL": redis_cluster_url,
+        "REDIS_CLUSTER": "true",
+        "MODEL_PATH": SHIPPED,
+        "PREDICTION_INTERVAL_SECONDS": "0.2",
+        "BROADCAST_BUDGET_MS": "100",
+        "LOOP_STOP_MARGIN_MS": "100",
+        "BINANCE_REST_URL": rest.url,
+        "POWERTOOLS_METRICS_NAMESPACE": "btcpred",
+    }.items():
+        aws_env.setenv(name, value)
+    for name in ("WEBSOCKET_ENDPOINT", "SYMBOLS", "PREDICTION_HISTORY_URI"):
+        aws_env.delenv(name, raising=False)
+    now = time.time_ns() // 1_000_000
+    redis_cluster_client.set(LATEST, features(now))
+    module = load_lambda_module(ROOT / "lambdas" / "inference" / "handler.py", "inference_cluster")
+
+    response = module.handler(
+        {"source": "aws.events"},
+        LocalLambdaContext(function_name="btcpred-inference", remaining_ms=1_500),
+    )
+
+    assert response["active_ticks"] >= 5
+    latest = PredictionResult.from_json(redis_cluster_client.get(PREDICTION) or b"")
+    assert (latest.source, latest.current_price) == ("redis", COMPLETE_FEATURES["price"])
+    assert redis_cluster_client.llen(HISTORY) == response["active_ticks"]
+    assert redis_cluster_client.exists(KEYS.lease) == 0  # released at the end
+    pending = orjson.loads(redis_cluster_client.get(KEYS.predictions(SYMBOL).pending) or b"[]")
+    assert len(pending) == response["active_ticks"]
+    assert orjson.loads(redis_cluster_client.get(KEYS.health) or b"{}")["mode"] == "stream"
+    assert rest.requests.count(TICKER) == 0
