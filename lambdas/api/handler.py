@@ -26,12 +26,7 @@ _api: HttpApi | None = None
 def build(settings: HttpSettings) -> HttpApi:
     """Wire the routes (once per cold start)."""
     client = connect(settings.redis_url, cluster=settings.redis_cluster, timeout_s=1.0)
-    return HttpApi(
-        settings,
-        InferenceStore(
-            client, settings.redis_keys.predictions, features_prefix=settings.features_prefix
-        ),
-    )
+    return HttpApi(settings, InferenceStore(client, settings.redis_keys))
 
 
 @logger.inject_lambda_context

@@ -40,7 +40,7 @@ def build(settings: WebSocketSettings) -> WebSocketApi:
         logger.error("no WEBSOCKET_TOKEN or WEBSOCKET_TOKEN_SECRET_ARN: refusing every client")
     client = connect(settings.redis_url, cluster=settings.redis_cluster, timeout_s=1.0)
     keys = settings.redis_keys
-    store = InferenceStore(client, keys.predictions, features_prefix=settings.features_prefix)
+    store = InferenceStore(client, keys)
     registry = RedisConnectionRegistry(client, ttl_s=settings.connection_ttl_s, keys=keys)
     return WebSocketApi(settings, registry, store, token)
 

@@ -11,6 +11,7 @@ import redis
 
 from btcpred.bench.inference import run_inference_bench
 from btcpred.features import FeatureSnapshot
+from btcpred.keys import RedisKeys
 
 ROOT = Path(__file__).parents[2]
 
@@ -52,8 +53,13 @@ def test_bench_ticks_write_predictions_and_report_every_figure(redis_url: str) -
     assert 30 < result.rss_mb < 1000  # a fresh process holding onnxruntime and the model
     assert result.broadcast_100_p99_ms is not None
     assert result.broadcast_100_p99_ms > 0
+    assert result.broadcast_100_p50_ms is not None
+    assert 0 < result.broadcast_100_p50_ms <= result.broadcast_100_p99_ms
+    assert result.broadcast_ms_per_connection == round(result.broadcast_100_p50_ms / 100, 3)
+    assert result.post_cpu_us is not None
+    assert 0 < result.post_cpu_us < result.broadcast_100_p99_ms * 1000
     with redis.Redis.from_url(redis_url) as client:
-        latest = orjson.loads(client.get("prediction:BTCUSDT:latest") or b"null")
+        latest = orjson.loads(client.get(RedisKeys().predictions("BTCUSDT").latest) or b"null")
     assert latest["current_price"] == 61_824.0
     assert latest["model_version"] == "btcpred-mlp/1.0.0"
 
@@ -87,5 +93,7 @@ def test_bench_inference_command_prints_one_json_object(
         "model_p99_us",
         "rss_mb",
         "broadcast_100_p99_ms",
+        "broadcast_ms_per_connection",
+        "post_cpu_us",
     }
     assert data["ticks"] == 5000

@@ -57,11 +57,6 @@ def env(aws_env: pytest.MonkeyPatch, redis_url: str) -> pytest.MonkeyPatch:
     return aws_env
 
 
-def members(client: redis.Redis, symbol: str = "BTCUSDT") -> set[str]:
-    raw: list[bytes] = client.zrange(f"ws:{symbol}:connections", 0, -1)  # type: ignore[assignment]
-    return {m.decode() for m in raw}
-
-
 # -- inference ---------------------------------------------------------------------------------
 
 
@@ -92,7 +87,7 @@ def test_inference_handler_predicts_every_interval_from_fresh_features(
     inference_env: pytest.MonkeyPatch, redis_client: redis.Redis, rest: BinanceRestServer
 ) -> None:
     redis_client.set(
-        "features:BTCUSDT:latest",
+        "features:{BTCUSDT}:latest",
         FeatureSnapshot.build("BTCUSDT", now_ms(), COMPLETE_FEATURES).to_json(),
     )
 
@@ -100,14 +95,15 @@ def test_inference_handler_predicts_every_interval_from_fresh_features(
 
     assert response["ticks"] >= 5
     assert response["active_ticks"] >= 5
-    raw = redis_client.get("prediction:BTCUSDT:latest")
+    raw = redis_client.get("prediction:{BTCUSDT}:latest")
     assert raw is not None
     latest = PredictionResult.from_json(raw)
     assert (latest.symbol, latest.source, latest.current_price) == ("BTCUSDT", "redis", 60_000.0)
     assert latest.model_version == "btcpred-mlp/1.0.0"
-    assert redis_client.llen("prediction:BTCUSDT:history") == response["active_ticks"]
-    assert redis_client.exists(LEASE_KEY) == 0  # released, not left to expire
-    pending = json.loads(redis_client.get("prediction:BTCUSDT:pending") or b"[]")
+    assert redis_client.llen("prediction:{BTCUSDT}:history") == response["active_ticks"]
+    released = redis_client.get(LEASE_KEY) or b""
+    assert released.startswith(b"|released|")  # released, not left to expire
+    pending = json.loads(redis_client.get("prediction:{BTCUSDT}:pending") or b"[]")
     assert len(pending) == response["active_ticks"]  # handed over to the next invocation
     health = json.loads(redis_client.get(HEALTH_KEY) or b"{}")
     assert (health["mode"], health["model_version"]) == ("stream", "btcpred-mlp/1.0.0")
@@ -120,12 +116,12 @@ def test_inference_handler_without_stream_features_predicts_from_rest(
     response = run_inference()
 
     assert response["active_ticks"] >= 5
-    raw = redis_client.get("prediction:BTCUSDT:latest")
+    raw = redis_client.get("prediction:{BTCUSDT}:latest")
     assert raw is not None
     assert PredictionResult.from_json(raw).source == "fallback"
     assert json.loads(redis_client.get(HEALTH_KEY) or b"{}")["mode"] == "fallback"
     assert rest.requests.count("/api/v3/ticker/24hr") == response["active_ticks"]
-    assert redis_client.exists(LEASE_KEY) == 0
+    assert (redis_client.get(LEASE_KEY) or b"").startswith(b"|released|")
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -138,7 +134,7 @@ def test_inference_handler_standing_by_while_another_holds_the_lease(
 
     assert response["ticks"] >= 5
     assert response["active_ticks"] == 0
-    assert redis_client.exists("prediction:BTCUSDT:latest") == 0
+    assert redis_client.exists("prediction:{BTCUSDT}:latest") == 0
     lease = redis_client.get(LEASE_KEY)
     assert isinstance(lease, bytes)
     assert lease.startswith(b"other|")

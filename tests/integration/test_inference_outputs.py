@@ -20,11 +20,12 @@ from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
 from btcpred.inference.accuracy import AccuracyTracker
-from btcpred.inference.app import redis_client
 from btcpred.inference.connections import RedisConnectionRegistry
 from btcpred.inference.outputs import Broadcaster, GoneError, HistoryWriter, ManagementApiPoster
 from btcpred.inference.result import PredictionResult
+from btcpred.keys import RedisKeys
 from btcpred.model.registry import S3ObjectStore
+from btcpred.redisconn import connect as redis_connect
 from btcpred.sim.management_api import ManagementApiServer
 from btcpred.sim.services import free_port
 
@@ -87,7 +88,7 @@ def make_broadcaster(
 
 
 def members(client: redis.Redis, symbol: str = "BTCUSDT") -> set[str]:
-    raw: list[bytes] = client.zrange(f"ws:{symbol}:connections", 0, -1)  # type: ignore[assignment]
+    raw: list[bytes] = client.zrange(RedisKeys().connections(symbol), 0, -1)  # type: ignore[assignment]
     return {m.decode() for m in raw}
 
 
@@ -137,7 +138,7 @@ def test_a_gone_connection_is_removed_from_the_registry(
 
     assert (first.sent, first.gone, first.failed) == (2, 1, 0)
     assert members(redis_client) == {"a", "b"}
-    assert redis_client.exists("ws:conn:gone") == 0
+    assert redis_client.exists(RedisKeys().connection("gone")) == 0
     assert (second.sent, second.gone) == (2, 0)
     assert server.messages("a") == [DATA, DATA]
 
@@ -170,6 +171,59 @@ def test_a_slow_connection_costs_the_tick_no_more_than_the_budget(
     wait_for(lambda: server.messages("slow")[-1:] == [DATA])  # it finishes in the background
 
 
+@pytest.mark.parametrize("failing", [False, True], ids=["slow", "slow-and-failing"])
+def test_a_slow_connection_gets_the_newest_message_never_a_queue_of_old_ones(
+    failing: bool,
+    server: ManagementApiServer,
+    registry: RedisConnectionRegistry,
+    make_broadcaster: Make,
+) -> None:
+    connect(server, registry, "fast", "slow")
+    broadcaster = make_broadcaster(budget_ms=30)
+    broadcaster.broadcast("BTCUSDT", b"warm-up", NOW)
+    server.delay_s["slow"] = 0.25
+    if failing:
+        server.failing.add("slow")
+    messages = [f"m{k}".encode() for k in range(8)]
+
+    reports = []
+    for k, data in enumerate(messages):  # one every ~30 ms: eight while slow's first runs
+        reports.append(broadcaster.broadcast("BTCUSDT", data, NOW + k))
+        assert broadcaster.backlog <= 2  # slow: one in flight, at most one waiting
+    wait_for(lambda: broadcaster.backlog == 0)
+
+    assert server.messages("fast")[1:] == messages
+    assert all(r.ms < 200 for r in reports)
+    slow = server.messages("slow")[1:]
+    superseded = sum(r.superseded for r in reports)
+    if not failing:
+        assert slow[0] == messages[0]
+        assert slow[-1] == messages[-1]  # the newest arrives ...
+        assert len(slow) < len(messages) // 2  # ... and most older ones never do
+        assert superseded == len(messages) - len(slow)
+    else:
+        assert slow == []  # the stand-in stores nothing it answers 500 to
+        assert superseded >= len(messages) // 2
+
+
+def test_finish_drops_waiting_messages_and_stops_every_worker(
+    server: ManagementApiServer, registry: RedisConnectionRegistry, make_broadcaster: Make
+) -> None:
+    connect(server, registry, "slow")
+    server.delay_s["slow"] = 0.2
+    broadcaster = make_broadcaster(budget_ms=20, max_concurrency=4)
+    broadcaster.broadcast("BTCUSDT", b"first", NOW)
+    waiting = broadcaster.broadcast("BTCUSDT", b"second", NOW + 1)
+    assert (waiting.timed_out, broadcaster.backlog) == (1, 2)
+
+    still_running = broadcaster.finish()
+
+    assert still_running == 0  # the post in flight ended within finish_timeout_ms
+    assert broadcaster.workers == 0
+    assert broadcaster.backlog == 0
+    assert server.messages("slow") == [b"first"]  # "second" was dropped, not left queued
+
+
 def test_a_failing_connection_is_counted_failed_and_kept(
     server: ManagementApiServer,
     registry: RedisConnectionRegistry,
@@ -192,7 +246,7 @@ def test_registry_down_uses_the_last_known_connections(
     connect(server, registry, "a", "b")
     broadcaster = make_broadcaster()
     broadcaster.broadcast("BTCUSDT", b"first", NOW)
-    dead = redis_client(f"redis://127.0.0.1:{free_port()}/0")
+    dead = redis_connect(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.25)
     broadcaster.registry = RedisConnectionRegistry(dead)
 
     report = broadcaster.broadcast("BTCUSDT", DATA, NOW + 1_500)

@@ -31,10 +31,10 @@ from btcpred.inference import (
     ScoredPrediction,
     TickReport,
     build_service,
-    redis_client,
     run_loop,
 )
 from btcpred.inference.service import LoopReport
+from btcpred.keys import RedisKeys
 from btcpred.klines import Kline
 from btcpred.model import OnnxModel, open_registry
 from btcpred.model.dataset import dataset_from_klines
@@ -42,6 +42,7 @@ from btcpred.model.metadata import read_metadata
 from btcpred.model.registry import CurrentPointer, LocalObjectStore
 from btcpred.model.runtime import ModelOutputs
 from btcpred.model.train import TrainConfig, train, write_model
+from btcpred.redisconn import RedisClient, connect
 from btcpred.settings import InferenceSettings
 from btcpred.sim import services
 from btcpred.sim.binance_rest import BinanceRestServer, Fault
@@ -52,14 +53,16 @@ pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = str(ROOT / "models")
 SYMBOL = "BTCUSDT"
-LATEST = f"features:{SYMBOL}:latest"
-FALLBACK = f"features:{SYMBOL}:fallback"
-PREDICTION = f"prediction:{SYMBOL}:latest"
-HISTORY = f"prediction:{SYMBOL}:history"
-SCORED = f"prediction:{SYMBOL}:scored"
-PENDING = f"prediction:{SYMBOL}:pending"
-HEALTH = "inference:health"
-LEASE = "inference:lease"
+KEYS = RedisKeys()
+LATEST = KEYS.features_latest(SYMBOL)
+FALLBACK = KEYS.features_fallback(SYMBOL)
+FEATURE_HISTORY = KEYS.features_history(SYMBOL)
+PREDICTION = KEYS.predictions(SYMBOL).latest
+HISTORY = KEYS.predictions(SYMBOL).history
+SCORED = KEYS.predictions(SYMBOL).scored
+PENDING = KEYS.predictions(SYMBOL).pending
+HEALTH = KEYS.health
+LEASE = KEYS.lease
 TICKER = "/api/v3/ticker/24hr"
 NOWHERE = "http://127.0.0.1:9"  # REST base for services that must never use it
 T0 = 1_723_161_600_000  # 2024-08-09T00:00:00Z
@@ -103,26 +106,47 @@ def only(report: TickReport) -> PredictionResult:
 MakeService = Callable[..., InferenceService]
 
 
-@pytest.fixture
-def make_service(redis_url: str) -> Iterator[MakeService]:
-    """Build services on the shipped model (or ``model_path``); closes their clients after."""
-    clients: list[redis.Redis] = []
-
+def _builder(default_url: str, cluster: bool, clients: list[Any]) -> MakeService:
     def make(
         *,
         owner: str = "a",
-        url: str = redis_url,
+        url: str = default_url,
         rest_url: str = NOWHERE,
         short_timeouts: bool = False,
         **settings: Any,
     ) -> InferenceService:
         settings.setdefault("model_path", SHIPPED)
-        config = InferenceSettings(redis_url=url, binance_rest_url=rest_url, **settings)
-        client = redis_client(url) if short_timeouts else redis.Redis.from_url(url)
+        config = InferenceSettings(
+            redis_url=url, redis_cluster=cluster, binance_rest_url=rest_url, **settings
+        )
+        client = connect(url, cluster=cluster, timeout_s=0.25 if short_timeouts else 2.0)
         clients.append(client)
         return build_service(config, owner=owner, metrics=RecordingMetrics(), client=client)
 
-    yield make
+    return make
+
+
+@pytest.fixture
+def make_service(redis_url: str) -> Iterator[MakeService]:
+    """Build services on a single node with the shipped model (or ``model_path``)."""
+    clients: list[Any] = []
+    yield _builder(redis_url, False, clients)
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def db(any_redis: tuple[RedisClient, str, bool]) -> RedisClient:
+    """The emptied Redis of :func:`make_any`: a single node, then a Redis Cluster."""
+    return any_redis[0]
+
+
+@pytest.fixture
+def make_any(any_redis: tuple[RedisClient, str, bool]) -> Iterator[MakeService]:
+    """Like :func:`make_service`, on a single node and then on a Redis Cluster."""
+    _, url, cluster = any_redis
+    clients: list[Any] = []
+    yield _builder(url, cluster, clients)
     for client in clients:
         client.close()
 
@@ -155,10 +179,10 @@ class FailingModel(OnnxModel):
 
 # -- 1. stream features ------------------------------------------------------------------------
 def test_fresh_stream_features_give_a_seed_result_in_redis(
-    make_service: MakeService, redis_client: redis.Redis
+    make_any: MakeService, db: RedisClient
 ) -> None:
-    service = make_service()
-    redis_client.set(LATEST, features(T0 - 200))
+    service = make_any()
+    db.set(LATEST, features(T0 - 200))
 
     report = service.tick(T0, FAR)
 
@@ -187,10 +211,10 @@ def test_fresh_stream_features_give_a_seed_result_in_redis(
         "inference_latency_ms",
         "source",
     ]
-    assert redis_client.get(PREDICTION) == result.to_json()
-    assert 0 < redis_client.ttl(PREDICTION) <= 30
-    assert redis_client.lrange(HISTORY, 0, -1) == [result.to_json()]
-    health = orjson.loads(redis_client.get(HEALTH) or b"null")
+    assert db.get(PREDICTION) == result.to_json()
+    assert 0 < db.ttl(PREDICTION) <= 30
+    assert db.lrange(HISTORY, 0, -1) == [result.to_json()]
+    health = orjson.loads(db.get(HEALTH) or b"null")
     assert health["mode"] == "stream"
     assert health["owner"] == "a"
     assert health["redis_reachable"] is True
@@ -204,27 +228,27 @@ def test_fresh_stream_features_give_a_seed_result_in_redis(
 
 
 def test_a_second_tick_pushes_onto_the_history_newest_first(
-    make_service: MakeService, redis_client: redis.Redis
+    make_any: MakeService, db: RedisClient
 ) -> None:
-    service = make_service()
-    redis_client.set(LATEST, features(T0))
+    service = make_any()
+    db.set(LATEST, features(T0))
     first = only(service.tick(T0, FAR))
-    redis_client.set(LATEST, features(T0 + 1500, price=60_010.0, vwap=60_010.0))
+    db.set(LATEST, features(T0 + 1500, price=60_010.0, vwap=60_010.0))
 
     second = only(service.tick(T0 + 1500, FAR))
 
     assert second.current_price == 60_010.0
-    assert redis_client.get(PREDICTION) == second.to_json()
-    assert redis_client.lrange(HISTORY, 0, -1) == [second.to_json(), first.to_json()]
+    assert db.get(PREDICTION) == second.to_json()
+    assert db.lrange(HISTORY, 0, -1) == [second.to_json(), first.to_json()]
 
 
 # -- 2./3. stale stream features -----------------------------------------------------------------
 def test_stale_stream_features_use_the_fresh_redis_fallback_without_rest(
-    make_service: MakeService, redis_client: redis.Redis, rest: BinanceRestServer
+    make_any: MakeService, db: RedisClient, rest: BinanceRestServer
 ) -> None:
-    service = make_service(rest_url=rest.url)
-    redis_client.set(LATEST, features(T0 - 6_000))  # max_feature_age_ms is 5000
-    redis_client.set(FALLBACK, features(T0 - 1_000, price=60_010.0, vwap=60_010.0))
+    service = make_any(rest_url=rest.url)
+    db.set(LATEST, features(T0 - 6_000))  # max_feature_age_ms is 5000
+    db.set(FALLBACK, features(T0 - 1_000, price=60_010.0, vwap=60_010.0))
 
     result = only(service.tick(T0, FAR))
 
@@ -237,8 +261,8 @@ def test_stale_stream_features_use_the_fresh_redis_fallback_without_rest(
     assert metrics.total("FallbackRest") == 0
     assert metrics.total("PredictionsFromFallback") == 1
     assert len(rest.requests) == 0
-    assert redis_client.get(PREDICTION) == result.to_json()
-    assert orjson.loads(redis_client.get(HEALTH) or b"null")["mode"] == "fallback"
+    assert db.get(PREDICTION) == result.to_json()
+    assert orjson.loads(db.get(HEALTH) or b"null")["mode"] == "fallback"
 
 
 def test_stale_features_and_no_fallback_key_use_the_rest_ticker(
@@ -481,7 +505,7 @@ def test_the_feature_history_seeds_the_linear_trend_from_the_first_tick(
     real = service.predictor.model
     service.predictor.model = FailingModel(real.session, real.metadata, real.raw_onnx)
     for ts, price in ((T0 - 3_000, 59_970.0), (T0 - 1_500, 59_985.0), (T0, 60_000.0)):
-        redis_client.lpush(f"features:{SYMBOL}:history", features(ts, price=price, vwap=price))
+        redis_client.lpush(FEATURE_HISTORY, features(ts, price=price, vwap=price))
     redis_client.set(LATEST, features(T0))
 
     result = only(service.tick(T0, FAR))
@@ -643,7 +667,7 @@ class LoopThread(threading.Thread):
 
 
 def test_two_overlapping_loops_hand_the_lease_over_without_a_gap(
-    make_service: MakeService, redis_client: redis.Redis
+    make_any: MakeService, db: RedisClient
 ) -> None:
     loop_settings: dict[str, Any] = {
         "interval_s": 0.1,
@@ -651,7 +675,7 @@ def test_two_overlapping_loops_hand_the_lease_over_without_a_gap(
         "max_feature_age_ms": 600_000,
     }
     start = wall_ms()
-    redis_client.set(LATEST, features(start))
+    db.set(LATEST, features(start))
     ticks: list[tuple[int, str, str]] = []
     lock = threading.Lock()
     b_may_start = threading.Event()
@@ -665,9 +689,9 @@ def test_two_overlapping_loops_hand_the_lease_over_without_a_gap(
 
         return on_tick
 
-    loop_a = LoopThread(make_service(owner="a", **loop_settings), start + 1_000, record("a"))
+    loop_a = LoopThread(make_any(owner="a", **loop_settings), start + 1_000, record("a"))
     loop_b = LoopThread(
-        make_service(owner="b", **loop_settings), start + 2_000, record("b"), go=b_may_start
+        make_any(owner="b", **loop_settings), start + 2_000, record("b"), go=b_may_start
     )
     for loop in (loop_a, loop_b):
         loop.start()
@@ -694,9 +718,30 @@ def test_two_overlapping_loops_hand_the_lease_over_without_a_gap(
     assert len(slots) == len(set(slots)), "two owners predicted on the same grid point"
     gaps = [later - earlier for earlier, later in zip(slots, slots[1:], strict=False)]
     assert max(gaps) <= 2
-    assert redis_client.get(LEASE) is None  # B released it at its end
-    latest = PredictionResult.from_json(redis_client.get(PREDICTION) or b"")
+    assert db.get(LEASE) == f"|released|{max(b_active)}".encode()  # B released it at its end
+    latest = PredictionResult.from_json(db.get(PREDICTION) or b"")
     assert latest.timestamp == max(b_active)
+
+
+def test_a_late_standby_tick_never_predicts_the_grid_point_the_holder_just_predicted(
+    make_any: MakeService, db: RedisClient
+) -> None:
+    """B's tick for a grid point runs after A predicted that point and released the lease (a
+    loaded machine): B must stand by for that point and take over from the next one."""
+    a, b = make_any(owner="a"), make_any(owner="b")
+    db.set(LATEST, features(T0))
+    assert b.tick(T0 - 1_500, T0 + 60_000).role == "active"  # b held the lease before ...
+    b.close(T0 - 1_500)  # ... and ended, so a takes over at the next grid point
+    assert a.tick(T0, T0 + 1_500).role == "active"
+    a.close(T0 + 1_000)  # a's last grid point was T0
+
+    late = b.tick(T0, FAR)  # b's (new invocation's) tick for T0 runs only now
+    db.set(LATEST, features(T0 + 1_500))
+    next_point = b.tick(T0 + 1_500, FAR)
+
+    assert (late.role, late.results) == ("standby", [])
+    assert next_point.role == "active"
+    assert only(next_point).timestamp == T0 + 1_500
 
 
 # -- 10. accuracy -------------------------------------------------------------------------------
@@ -746,40 +791,39 @@ def test_predictions_are_scored_once_their_horizon_has_passed(
 
 
 def test_pending_predictions_are_handed_to_the_next_invocation_and_scored_there(
-    make_service: MakeService, redis_client: redis.Redis
+    make_any: MakeService, db: RedisClient
 ) -> None:
-    a = make_service(owner="a")
-    redis_client.set(LATEST, features(T0))
+    a = make_any(owner="a")
+    db.set(LATEST, features(T0))
     from_a = only(a.tick(T0, T0 + 1_000))
 
     a.close(T0 + 1_000)
 
-    raw = redis_client.get(PENDING)
+    raw = db.get(PENDING)
     assert raw is not None
     assert msgspec.json.decode(raw, type=list[PredictionResult]) == [from_a]
-    assert 0 < redis_client.ttl(PENDING) <= 600
-    assert redis_client.get(LEASE) is None
+    assert 0 < db.ttl(PENDING) <= 600
+    assert db.get(LEASE) == f"|released|{T0}".encode()  # free for ticks after a's last
     assert a.accuracy.depth == 0
 
-    b = make_service(owner="b")
-    redis_client.set(LATEST, features(T0 + 1_500))
+    b = make_any(owner="b")
+    db.set(LATEST, features(T0 + 1_500))
     first_b = b.tick(T0 + 1_500, FAR)
 
     assert first_b.role == "active"
     from_b = only(first_b)
-    assert redis_client.exists(PENDING) == 0  # taken with GETDEL
+    assert db.exists(PENDING) == 0  # taken with GETDEL
     assert b.accuracy.pending(SYMBOL) == [from_a, from_b]
-    assert orjson.loads(redis_client.get(HEALTH) or b"null")["pending_predictions"] == 2
+    assert orjson.loads(db.get(HEALTH) or b"null")["pending_predictions"] == 2
 
-    redis_client.set(LATEST, features(T0 + 60_000, price=60_050.0, vwap=60_050.0))
+    db.set(LATEST, features(T0 + 60_000, price=60_050.0, vwap=60_050.0))
     scoring = b.tick(T0 + 60_000, FAR)
 
     assert [s.prediction for s in scoring.scored] == [from_a]
     assert scoring.scored[0].abs_error == abs(from_a.predicted_price - 60_050.0)
     assert recorded(b).values["AbsError"] == [scoring.scored[0].abs_error]
     assert [
-        msgspec.json.decode(r, type=ScoredPrediction).prediction
-        for r in redis_client.lrange(SCORED, 0, -1)
+        msgspec.json.decode(r, type=ScoredPrediction).prediction for r in db.lrange(SCORED, 0, -1)
     ] == [from_a]
 
 

@@ -9,6 +9,7 @@ import redis
 from btcpred.events import BestBidAsk, DepthSnapshot, Event, Trade
 from btcpred.features import FeatureEngine
 from btcpred.inference import PredictionResult
+from btcpred.keys import RedisKeys
 from btcpred.local.pipeline import LocalAggregation
 from btcpred.model import open_registry
 from btcpred.sources.capture import Capture
@@ -58,6 +59,6 @@ def test_the_replay_runs_the_predictor_loop_every_interval_of_market_time(
     )
     assert {p.source for p in printed} == {"redis"}  # no REST here, and the stream is fresh
     assert all(p.model_version == "btcpred-mlp/1.0.0" for p in printed)
-    latest = redis_client.get("prediction:BTCUSDT:latest")
+    latest = redis_client.get(RedisKeys().predictions("BTCUSDT").latest)
     assert latest is not None
     assert PredictionResult.from_json(latest) == printed[-1]

@@ -3,17 +3,24 @@ document, the predictor's validation (shipped model) and the inference settings.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 
 from btcpred.features import FeatureSnapshot
+from btcpred.inference import service as inference_service
 from btcpred.inference.accuracy import AccuracyTracker
+from btcpred.inference.errors import StoreRejectedError, StoreUnavailableError
 from btcpred.inference.fallback import generate_fallback_features, linear_trend
 from btcpred.inference.predictor import NoPriceError, Predictor, PredictOutcome, TickInput
+from btcpred.inference.redisio import translate
 from btcpred.inference.reload import ModelSource
 from btcpred.inference.result import PredictionResult, ResultFormatError
 from btcpred.model import OnnxModel
@@ -549,15 +556,74 @@ def test_prediction_keys_derive_from_the_latest_key() -> None:
     )
 
     assert (default.latest, default.history, default.pending, default.scored) == (
-        "prediction:ETHUSDT:latest",
-        "prediction:ETHUSDT:history",
-        "prediction:ETHUSDT:pending",
-        "prediction:ETHUSDT:scored",
+        "prediction:{ETHUSDT}:latest",
+        "prediction:{ETHUSDT}:history",
+        "prediction:{ETHUSDT}:pending",
+        "prediction:{ETHUSDT}:scored",
     )
     assert (custom.latest, custom.history, custom.pending, custom.scored) == (
-        "pred.ETHUSDT",
-        "pred.ETHUSDT:history",
-        "pred.ETHUSDT:pending",
-        "pred.ETHUSDT:scored",
+        "pred.{ETHUSDT}",
+        "pred.{ETHUSDT}:history",
+        "pred.{ETHUSDT}:pending",
+        "pred.{ETHUSDT}:scored",
     )
     assert (fixed.latest, fixed.history) == ("btc:latest", "btc:history")
+
+
+def test_the_predictor_loop_does_not_import_the_redis_driver() -> None:
+    source = Path(inference_service.__file__).read_text(encoding="utf-8")
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            imported.add(node.module.split(".")[0])
+
+    assert "redis" not in imported
+
+
+def test_the_store_its_errors_and_the_broadcast_import_nothing_heavy() -> None:
+    script = (
+        "import sys, types, importlib, btcpred\n"
+        "pkg = types.ModuleType('btcpred.inference')\n"  # skip the package's own __init__
+        "pkg.__path__ = [btcpred.__path__[0] + '/inference']\n"
+        "sys.modules['btcpred.inference'] = pkg\n"
+        "for m in ('errors', 'store', 'result', 'lease', 'broadcast', 'freshness'):\n"
+        "    importlib.import_module('btcpred.inference.' + m)\n"
+        "print(','.join(h for h in ('numpy', 'onnxruntime', 'fastavro', 'boto3')"
+        " if h in sys.modules))\n"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+
+    assert done.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (redis.ConnectionError("refused"), True),
+        (redis.TimeoutError("timed out"), True),
+        (redis.exceptions.BusyLoadingError("LOADING"), True),
+        (redis.exceptions.ClusterDownError("CLUSTERDOWN"), True),
+        (redis.exceptions.TryAgainError("TRYAGAIN"), True),
+        (redis.exceptions.ReadOnlyError("READONLY"), True),
+        (redis.exceptions.RedisClusterException("no reachable node"), True),
+        (redis.exceptions.AuthenticationError("WRONGPASS"), False),
+        (redis.ResponseError("WRONGTYPE"), False),
+        (redis.exceptions.ClusterCrossSlotError("CROSSSLOT"), False),
+        (redis.exceptions.OutOfMemoryError("OOM"), False),
+    ],
+)
+def test_redis_failures_are_classified_by_type(error: Exception, retryable: bool) -> None:
+    typed = translate(error, "a read")
+
+    assert isinstance(typed, StoreUnavailableError if retryable else StoreRejectedError)
+    assert typed.retryable is retryable
+    assert not isinstance(typed, redis.RedisError)  # callers catch the port's errors only
+
+
+def test_a_non_redis_exception_is_not_classified() -> None:
+    assert translate(ValueError("a bug"), "a read") is None

@@ -8,26 +8,33 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
-
+from btcpred.inference.broadcast import Broadcaster, ManagementApiPoster
 from btcpred.inference.connections import RedisConnectionRegistry
-from btcpred.inference.outputs import Broadcaster, HistoryWriter, ManagementApiPoster, Metrics
+from btcpred.inference.outputs import HistoryWriter, Metrics
 from btcpred.inference.predictor import Predictor
 from btcpred.inference.reload import ModelSource
 from btcpred.inference.service import InferenceService, RestFeatures
 from btcpred.model import OnnxModel
 from btcpred.model.registry import S3Client, open_store
+from btcpred.redisconn import RedisClient, connect
 from btcpred.settings import InferenceSettings
 from btcpred.sources.binance_rest import BinanceRestClient
 
-__all__ = ["build_service", "redis_client"]
+__all__ = ["LOOP_REDIS_TIMEOUT_S", "build_service", "redis_client"]
+
+LOOP_REDIS_TIMEOUT_S = 0.25
+"""The predictor's Redis timeouts: an outage costs a tick at most about this long."""
 
 
-def redis_client(url: str, *, timeout_s: float = 0.25) -> redis.Redis:
-    """A client with short timeouts: a Redis outage costs a tick at most ``timeout_s``."""
-    return redis.Redis.from_url(
-        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=False
-    )
+def redis_client(
+    settings: InferenceSettings, *, timeout_s: float = LOOP_REDIS_TIMEOUT_S
+) -> RedisClient:
+    """The configured client (``REDIS_CLUSTER`` says which kind) with the loop's timeouts.
+
+    A cluster client connects on first use (:func:`btcpred.redisconn.connect`), so the
+    predictor starts while Redis is down and reaches it at its next retry.
+    """
+    return connect(settings.redis_url, cluster=settings.redis_cluster, timeout_s=timeout_s)
 
 
 def build_service(
@@ -35,7 +42,7 @@ def build_service(
     *,
     owner: str,
     metrics: Metrics,
-    client: redis.Redis | None = None,
+    client: RedisClient | None = None,
     s3_client: S3Client | None = None,
     apigw_client: Any = None,
     rest: bool = True,
@@ -44,6 +51,8 @@ def build_service(
     """Load the model (cold start: one session, one warm-up run) and wire every output.
 
     ``model`` serves an already loaded model instead (the local replay), never reloaded.
+    Without ``client``, the client is :func:`redis_client` of the settings (single node or
+    cluster), connecting on first use, so Redis being down does not stop the start.
 
     Raises
     ------
@@ -54,14 +63,16 @@ def build_service(
     if model is None:
         source = ModelSource(settings.model_path, settings.model_name, s3_client)
         model = source.load()  # includes the warm-up (probe) run
-    client = client if client is not None else redis_client(settings.redis_url)
+    client = client if client is not None else redis_client(settings)
     predictor = Predictor(
         model, cache_size=settings.feature_cache_size, batch_size=settings.model_batch_size
     )
     broadcaster = None
     if apigw_client is not None:
         broadcaster = Broadcaster(
-            RedisConnectionRegistry(client, ttl_s=settings.connection_ttl_s),
+            RedisConnectionRegistry(
+                client, ttl_s=settings.connection_ttl_s, keys=settings.redis_keys
+            ),
             ManagementApiPoster(apigw_client),
             max_concurrency=settings.max_concurrent_predictions,
             budget_ms=settings.broadcast_budget_ms,

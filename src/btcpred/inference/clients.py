@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis
 
-from btcpred.inference.connections import ConnectionRegistry, RegistryUnavailableError
+from btcpred.inference.connections import ConnectionRegistry
+from btcpred.inference.errors import InferenceStoreError
 from btcpred.inference.posting import GoneError, Poster
 from btcpred.inference.process import rss_mb
 from btcpred.inference.store import InferenceStore
@@ -41,7 +41,6 @@ __all__ = ["HttpApi", "HttpResponse", "WebSocketApi", "client_text", "decode_bod
 
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "service temporarily unavailable; try again"
-_STORE_DOWN = (redis.RedisError, RegistryUnavailableError)
 
 
 def client_text(value: object) -> str | None:
@@ -122,7 +121,7 @@ class WebSocketApi:
             return 400
         try:
             self.registry.add(connection_id, symbol.upper(), now_ms)
-        except _STORE_DOWN as exc:
+        except InferenceStoreError as exc:
             logger.warning("$connect %s: registry unavailable: %s", connection_id, exc)
             return 503
         return 200
@@ -131,7 +130,7 @@ class WebSocketApi:
         """``$disconnect``: forget the connection (200 even when it was unknown)."""
         try:
             self.registry.remove([connection_id])
-        except _STORE_DOWN as exc:
+        except InferenceStoreError as exc:
             logger.warning("$disconnect %s: registry unavailable: %s", connection_id, exc)
             return 503  # it expires with its TTL
         return 200
@@ -164,7 +163,7 @@ class WebSocketApi:
         try:
             self.registry.add(connection_id, symbol, now_ms)
             latest = self.store.latest_prediction(symbol)
-        except _STORE_DOWN as exc:
+        except InferenceStoreError as exc:
             logger.warning("subscribe %s: store unavailable: %s", connection_id, exc)
             return [_error(UNAVAILABLE)]
         replies = [orjson.dumps({"type": "subscribed", "symbol": symbol})]
@@ -215,7 +214,7 @@ class HttpApi:
             return HttpResponse(404, {"error": "unknown symbol", "symbols": self.settings.symbols})
         try:
             latest = self.store.latest_prediction(name.upper())
-        except _STORE_DOWN as exc:
+        except InferenceStoreError as exc:
             logger.warning("GET /prediction/latest: store unavailable: %s", exc)
             return HttpResponse(503, {"error": UNAVAILABLE})
         if latest is None:
@@ -228,7 +227,7 @@ class HttpApi:
         try:
             doc = self.store.health()
             ages = self._feature_ages(now_ms)
-        except _STORE_DOWN as exc:
+        except InferenceStoreError as exc:
             logger.warning("GET /health: store unavailable: %s", exc)
             body.update(status="unavailable", redis_reachable=False, reason="store unreachable")
             return HttpResponse(503, body)

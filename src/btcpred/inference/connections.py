@@ -20,22 +20,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-import redis
-
+from btcpred.inference.redisio import redis_errors
 from btcpred.keys import RedisKeys
 from btcpred.redisconn import RedisClient
 
-__all__ = ["ConnectionRegistry", "RedisConnectionRegistry", "RegistryUnavailableError"]
-
-
-class RegistryUnavailableError(Exception):
-    """The registry's store could not be reached or failed (retryable)."""
-
-    retryable = True
+__all__ = ["ConnectionRegistry", "RedisConnectionRegistry"]
 
 
 class ConnectionRegistry(Protocol):
-    """Who is connected, by symbol. Every method may raise :class:`RegistryUnavailableError`."""
+    """Who is connected, by symbol.
+
+    Every method may raise :class:`~btcpred.inference.errors.InferenceStoreError` (retryable
+    when the store is unreachable).
+    """
 
     def add(self, connection_id: str, symbol: str, now_ms: int) -> None:
         """Store (or move) a connection under ``symbol``."""
@@ -68,8 +65,8 @@ class RedisConnectionRegistry:
 
     def add(self, connection_id: str, symbol: str, now_ms: int) -> None:
         members = self.keys.connections(symbol)
-        try:
-            previous = self.symbol_of(connection_id)
+        previous = self.symbol_of(connection_id)
+        with redis_errors("connection registry add"):
             pipe = self.client.pipeline(transaction=False)
             if previous is not None and previous != symbol:
                 pipe.zrem(self.keys.connections(previous), connection_id)
@@ -78,13 +75,11 @@ class RedisConnectionRegistry:
             pipe.expire(members, self.ttl_s)
             pipe.set(self.keys.connection(connection_id), symbol, ex=self.ttl_s)
             pipe.execute()
-        except redis.RedisError as exc:
-            raise RegistryUnavailableError(f"connection registry: {exc}") from exc
 
     def remove(self, connection_ids: Sequence[str]) -> None:
         if not connection_ids:
             return
-        try:
+        with redis_errors("connection registry remove"):
             read = self.client.pipeline(transaction=False)
             for cid in connection_ids:
                 read.get(self.keys.connection(cid))
@@ -95,19 +90,13 @@ class RedisConnectionRegistry:
                     pipe.zrem(self.keys.connections(_text(sym)), cid)
                 pipe.delete(self.keys.connection(cid))
             pipe.execute()
-        except redis.RedisError as exc:
-            raise RegistryUnavailableError(f"connection registry: {exc}") from exc
 
     def connections(self, symbol: str, now_ms: int) -> list[str]:
-        try:
+        with redis_errors("connection registry read"):
             members = self.client.zrangebyscore(self.keys.connections(symbol), now_ms, "+inf")
-        except redis.RedisError as exc:
-            raise RegistryUnavailableError(f"connection registry: {exc}") from exc
         return [_text(m) for m in members]
 
     def symbol_of(self, connection_id: str) -> str | None:
-        try:
+        with redis_errors("connection registry read"):
             value = self.client.get(self.keys.connection(connection_id))
-        except redis.RedisError as exc:
-            raise RegistryUnavailableError(f"connection registry: {exc}") from exc
         return None if value is None else _text(value)

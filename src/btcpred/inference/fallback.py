@@ -6,6 +6,7 @@ features with the seed's neutral defaults where a ticker has nothing to say: no 
 trade rates averaged over the day, RSI 50, MACD signal 0 and a Bollinger position of 0.5
 (mid-band). Spread and imbalance come from the ticker's best bid and ask.
 
+:class:`RestFeatures` asks Binance for the ticker and honours ``Retry-After``.
 :func:`linear_trend` is the model-failure fallback: a least-squares line through recent
 (time, price) points, extrapolated over the horizon.
 """
@@ -16,9 +17,9 @@ import math
 from collections.abc import Sequence
 
 from btcpred.features import FeatureSnapshot
-from btcpred.sources.binance_rest import Ticker24hr
+from btcpred.sources.binance_rest import BinanceRestClient, BinanceRestError, Ticker24hr
 
-__all__ = ["DAY_MINUTES", "generate_fallback_features", "linear_trend"]
+__all__ = ["DAY_MINUTES", "RestFeatures", "generate_fallback_features", "linear_trend"]
 
 DAY_MINUTES = 1440
 
@@ -90,3 +91,38 @@ def linear_trend(points: Sequence[tuple[int, float]], horizon_ms: int) -> float:
     if not math.isfinite(predicted) or predicted <= 0:
         return last_p
     return predicted
+
+
+class RestFeatures:
+    """Fallback features from ``GET /api/v3/ticker/24hr``, honouring ``Retry-After``.
+
+    After a 429/418 the symbol is not asked again until the server's ``Retry-After`` has
+    passed; those ticks are skipped with the same error instead of hammering the API.
+    """
+
+    def __init__(self, client: BinanceRestClient) -> None:
+        self.client = client
+        self.blocked_until_ms = 0
+        self._blocked_by: BinanceRestError | None = None
+
+    def features(self, symbol: str, now_ms: int) -> FeatureSnapshot:
+        """Features derived from the ticker now.
+
+        Raises
+        ------
+        BinanceRestError
+            The request failed or is held back by an earlier ``Retry-After``.
+        """
+        if now_ms < self.blocked_until_ms and self._blocked_by is not None:
+            raise self._blocked_by
+        try:
+            ticker = self.client.ticker_24hr(symbol)
+        except BinanceRestError as exc:
+            if exc.retry_after_s is not None:
+                self.blocked_until_ms = now_ms + int(exc.retry_after_s * 1000)
+                self._blocked_by = exc
+            raise
+        try:
+            return generate_fallback_features(ticker, now_ms)
+        except ValueError as exc:
+            raise BinanceRestError(f"unusable 24hr ticker: {exc}", status=200) from None

@@ -11,15 +11,14 @@ output                 AWS                                 local / tests
 :class:`HistoryWriter` an :class:`~btcpred.model.registry.ObjectStore` on S3 or a directory
 =====================  ==================================  ===================================
 
-The core never imports boto3: AWS clients are made by the handlers and passed in.
+The core never imports boto3: AWS clients are made by the handlers and passed in. The
+broadcast lives in :mod:`btcpred.inference.broadcast` (no fastavro there) and is re-exported.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import datetime as dt
 import io
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,8 +27,13 @@ from typing import Any, Protocol
 import fastavro
 
 from btcpred.inference.accuracy import ScoredPrediction
-from btcpred.inference.connections import ConnectionRegistry
-from btcpred.inference.posting import GoneError, ManagementApiPoster, Poster
+from btcpred.inference.broadcast import (
+    Broadcaster,
+    BroadcastReport,
+    GoneError,
+    ManagementApiPoster,
+    Poster,
+)
 from btcpred.inference.result import PredictionResult
 from btcpred.model.registry import ObjectStore
 
@@ -80,84 +84,6 @@ class RecordingMetrics:
     def total(self, name: str) -> float:
         """Sum of a metric's values (0 when never recorded)."""
         return sum(self.values.get(name, ()))
-
-
-@dataclass(frozen=True, slots=True)
-class BroadcastReport:
-    """One broadcast: deliveries by outcome and the time it took the tick."""
-
-    sent: int = 0
-    gone: int = 0
-    failed: int = 0
-    timed_out: int = 0
-    ms: float = 0.0
-
-
-class Broadcaster:
-    """Posts a message to every connection of a symbol, in parallel, within a time budget.
-
-    At most ``max_concurrency`` posts run at once. The tick waits at most ``budget_ms``; posts
-    still running then are counted as timed out and left to finish in the background, so one
-    slow client never delays a prediction. Connections that answer 410 Gone are removed from
-    the registry. If the registry cannot be read, the last list read is used.
-    """
-
-    def __init__(
-        self,
-        registry: ConnectionRegistry,
-        poster: Poster,
-        *,
-        max_concurrency: int = 10,
-        budget_ms: int = 500,
-    ) -> None:
-        self.registry = registry
-        self.poster = poster
-        self.budget_s = budget_ms / 1000
-        self._pool = cf.ThreadPoolExecutor(max_concurrency, thread_name_prefix="broadcast")
-        self._known: dict[str, list[str]] = {}
-        self.registry_errors = 0
-
-    def broadcast(self, symbol: str, data: bytes, now_ms: int) -> BroadcastReport:
-        """Send ``data`` to ``symbol``'s connections; see the class docstring."""
-        started = time.perf_counter()
-        try:
-            ids = self.registry.connections(symbol, now_ms)
-            self._known[symbol] = ids
-        except Exception:  # the registry's store is down: keep serving the last known list
-            self.registry_errors += 1
-            ids = self._known.get(symbol, [])
-        if not ids:
-            return BroadcastReport(ms=(time.perf_counter() - started) * 1000)
-        futures = {self._pool.submit(self.poster.post, cid, data): cid for cid in ids}
-        done, not_done = cf.wait(futures, timeout=self.budget_s)
-        sent = failed = 0
-        gone: list[str] = []
-        for future in done:
-            exc = future.exception()
-            if exc is None:
-                sent += 1
-            elif isinstance(exc, GoneError):
-                gone.append(futures[future])
-            else:
-                failed += 1
-        if gone:
-            try:
-                self.registry.remove(gone)
-            except Exception:
-                self.registry_errors += 1
-            known = set(gone)
-            self._known[symbol] = [c for c in self._known.get(symbol, []) if c not in known]
-        return BroadcastReport(
-            sent=sent,
-            gone=len(gone),
-            failed=failed,
-            timed_out=len(not_done),
-            ms=(time.perf_counter() - started) * 1000,
-        )
-
-    def close(self) -> None:
-        """Wait for posts still running and stop the threads."""
-        self._pool.shutdown(wait=True)
 
 
 AVRO_SCHEMA: dict[str, Any] = {

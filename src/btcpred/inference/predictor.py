@@ -5,12 +5,17 @@ tick it takes each symbol's newest feature point (and history, for sequence mode
 
 1. **Validate.** A feature the model uses must be present, finite and inside a plausible range
    (:data:`PLAUSIBLE`); anything else counts as missing.
-2. **Fill.** A missing feature takes its last known good value for that symbol; the prediction's
-   confidence is then multiplied by 0.8 (the seed's rule) and the outcome lists what was filled.
+2. **Fill.** A missing feature takes its last known good value for that symbol if that value is
+   at most :data:`FILL_MAX_AGE_MS` (60 s of feature time) older than the point; the
+   prediction's confidence is then multiplied by 0.8 (the seed's rule) and the outcome lists
+   what was filled. An older value has expired: the feature counts as having no value.
 3. **Predict.** Rows go through the model in batches of ``batch_size`` symbols. If a feature is
    still missing, the model raises, or its output is not finite, the price comes from
-   :func:`~btcpred.inference.fallback.linear_trend` over the symbol's recent prices instead,
-   with confidence 0.3.
+   :func:`~btcpred.inference.fallback.linear_trend` over the symbol's recent prices instead
+   (those within :data:`TREND_MAX_AGE_MS` of the newest), with confidence 0.3.
+
+Both limits keep a warm container's memory from speaking for the present: a container that sat
+frozen between invocations resumes with fills and a trend that have aged out.
 
 A point without a usable price cannot be predicted from at all; :class:`NoPriceError` says so
 and the caller skips that symbol's tick.
@@ -32,7 +37,20 @@ from btcpred.inference.fallback import linear_trend
 from btcpred.inference.result import PredictionResult, Source
 from btcpred.model import OnnxModel, serving_confidence
 
-__all__ = ["PLAUSIBLE", "NoPriceError", "PredictOutcome", "Predictor", "TickInput"]
+__all__ = [
+    "FILL_MAX_AGE_MS",
+    "PLAUSIBLE",
+    "TREND_MAX_AGE_MS",
+    "NoPriceError",
+    "PredictOutcome",
+    "Predictor",
+    "TickInput",
+]
+
+FILL_MAX_AGE_MS: Final = 60_000
+"""A last known feature value older than this (feature time, one horizon) is not used."""
+TREND_MAX_AGE_MS: Final = 300_000
+"""Prices older than this before the newest one leave the linear trend's window."""
 
 _INF = math.inf
 PLAUSIBLE: Final[dict[str, tuple[float, float]]] = {
@@ -83,7 +101,8 @@ class PredictOutcome:
 
 @dataclass
 class _SymbolState:
-    last_good: dict[str, float] = field(default_factory=dict)
+    last_good: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Feature name → (feature time in ms, last plausible value)."""
     prices: deque[tuple[int, float]] = field(default_factory=deque)
 
 
@@ -101,12 +120,24 @@ class _Row:
 class Predictor:
     """See the module docstring. ``model`` may be swapped between ticks (hot reload)."""
 
-    def __init__(self, model: OnnxModel, *, cache_size: int = 100, batch_size: int = 8) -> None:
-        if cache_size < 2 or batch_size < 1:
-            raise ValueError("cache_size must be at least 2 and batch_size at least 1")
+    def __init__(
+        self,
+        model: OnnxModel,
+        *,
+        cache_size: int = 100,
+        batch_size: int = 8,
+        fill_max_age_ms: int = FILL_MAX_AGE_MS,
+        trend_max_age_ms: int = TREND_MAX_AGE_MS,
+    ) -> None:
+        if cache_size < 2 or batch_size < 1 or fill_max_age_ms < 0 or trend_max_age_ms < 0:
+            raise ValueError(
+                "cache_size must be at least 2, batch_size at least 1, ages not negative"
+            )
         self.model = model
         self.cache_size = cache_size
         self.batch_size = batch_size
+        self.fill_max_age_ms = fill_max_age_ms
+        self.trend_max_age_ms = trend_max_age_ms
         self._states: dict[str, _SymbolState] = {}
 
     def _state(self, symbol: str) -> _SymbolState:
@@ -116,8 +147,13 @@ class Predictor:
         return state
 
     def recent_prices(self, symbol: str) -> list[tuple[int, float]]:
-        """The ``(time_ms, price)`` points the linear fallback would use, oldest first."""
-        return list(self._state(symbol).prices)
+        """The ``(time_ms, price)`` points the linear fallback would use, oldest first: those
+        within ``trend_max_age_ms`` of the newest."""
+        prices = self._state(symbol).prices
+        if not prices:
+            return []
+        oldest = prices[-1][0] - self.trend_max_age_ms
+        return [p for p in prices if p[0] >= oldest]
 
     def remember(self, snapshot: FeatureSnapshot, *, values: bool = True) -> None:
         """Keep a point's price for the trend and, with ``values``, its plausible values as
@@ -125,9 +161,12 @@ class Predictor:
         features, whose neutral defaults must not stand in for the stream's values later)."""
         state = self._state(snapshot.symbol)
         if values:
+            t = snapshot.timestamp
             for name, value in zip(FEATURE_NAMES, snapshot.values(), strict=True):
                 if _plausible(name, value, snapshot.price):
-                    state.last_good[name] = value  # type: ignore[assignment]  # checked finite
+                    known = state.last_good.get(name)
+                    if known is None or t >= known[0]:
+                        state.last_good[name] = (t, value)  # type: ignore[assignment]  # finite
         price = snapshot.price
         if _plausible("price", price, price) and price is not None:
             prices = state.prices
@@ -175,9 +214,8 @@ class Predictor:
             else:
                 if value is not None and math.isfinite(value):
                     implausible.append(name)
-                known = state.last_good.get(name)
                 filled.append(name)
-                current.append(math.nan if known is None else known)
+                current.append(self._last_known(state, name, snap.timestamp))
         self.remember(snap, values=inp.source == "redis")
         row = _Row(snap.symbol, inp, price, [current], filled, implausible)
         unfilled = [
@@ -196,6 +234,13 @@ class Predictor:
             else:
                 row.values = [*older, current]
         return row
+
+    def _last_known(self, state: _SymbolState, name: str, time_ms: int) -> float:
+        """The last known value of ``name`` if it has not expired at ``time_ms``, else NaN."""
+        known = state.last_good.get(name)
+        if known is None or time_ms - known[0] > self.fill_max_age_ms:
+            return math.nan
+        return known[1]
 
     def _older_points(
         self, inp: TickInput, window: int, step_ms: int, masked: set[str]

@@ -1,10 +1,10 @@
-"""The predictor loop: one tick every interval, with the lease, fallbacks and every output.
+"""The predictor: one tick every interval, with the lease, fallbacks and every output.
 
-:meth:`InferenceService.tick` is one prediction round for all symbols; :func:`run_loop` ticks
-on the wall-clock grid (multiples of the interval since the epoch, so consecutive invocations
-agree on tick times) until the invocation's time is nearly up, then :meth:`close` hands the
-waiting predictions over and releases the lease so the next invocation takes over at the next
-grid point. The Lambda handler, the local replay and the benchmark all drive this class.
+:meth:`InferenceService.tick` is one prediction round for all symbols;
+:func:`~btcpred.inference.loop.run_loop` ticks on the wall-clock grid until the invocation's
+time is nearly up, then :meth:`InferenceService.close` hands the waiting predictions over and
+releases the lease so the next invocation takes over at the next grid point. The Lambda
+handler, the local replay and the benchmark all drive this class.
 
 Modes, as the health document reports them:
 
@@ -13,34 +13,54 @@ Modes, as the health document reports them:
 ``direct-rest``  Redis unreachable: REST features, outputs other than Redis keep going; Redis is
                  retried every second and the lease is taken again once it is back
 ``standby``      another invocation holds the lease
+
+Redis is reached only through :class:`~btcpred.inference.store.InferenceStore` and
+:class:`~btcpred.inference.lease.RedisLease`, whose typed errors
+(:mod:`btcpred.inference.errors`) say whether a failure is an outage (retryable: direct REST
+mode) or a refused request (permanent: counted as ``RedisErrors``, that step skipped).
+
+Freshness (:mod:`btcpred.inference.freshness`): not older than ``MAX_FEATURE_AGE_MS`` and not
+more than ``CLOCK_SKEW_MS`` (1 s) in the future; future points are counted as
+``FutureFeatures``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import os
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import redis
+from typing import TYPE_CHECKING, Any
 
 from btcpred.features import FeatureSnapshot
-from btcpred.inference.accuracy import AccuracyTracker, ScoredPrediction, confidence_band
-from btcpred.inference.fallback import generate_fallback_features
-from btcpred.inference.lease import RedisLease
+from btcpred.inference.accuracy import AccuracyTracker, ScoredPrediction
+from btcpred.inference.errors import InferenceStoreError
+from btcpred.inference.fallback import RestFeatures
+from btcpred.inference.freshness import CLOCK_SKEW_MS, Freshness, freshness, without_future_history
+from btcpred.inference.lease import LeaseState, RedisLease
+from btcpred.inference.loop import LoopReport, run_loop
 from btcpred.inference.outputs import Broadcaster, BroadcastReport, HistoryWriter, Metrics
 from btcpred.inference.predictor import NoPriceError, Predictor, PredictOutcome, TickInput
+from btcpred.inference.process import rss_mb
 from btcpred.inference.reload import ModelSource
 from btcpred.inference.result import PredictionResult
-from btcpred.inference.store import LEASE_KEY, InferenceStore, StoredFeatures
+from btcpred.inference.store import InferenceStore, StoredFeatures, health_ttl_ms
+from btcpred.inference.tickmetrics import count_broadcast, count_outcome, count_scoring
 from btcpred.settings import InferenceSettings
-from btcpred.sources.binance_rest import BinanceRestClient, BinanceRestError
+from btcpred.sources.binance_rest import BinanceRestError
 
-__all__ = ["InferenceService", "LoopReport", "RestFeatures", "TickReport", "run_loop"]
+if TYPE_CHECKING:
+    from btcpred.redisconn import RedisClient
+
+__all__ = [
+    "CLOCK_SKEW_MS",
+    "InferenceService",
+    "LoopReport",
+    "RestFeatures",
+    "TickReport",
+    "rss_mb",
+    "run_loop",
+]
 
 log = logging.getLogger("btcpred.inference")
 
@@ -48,41 +68,6 @@ REDIS_RETRY_MS = 1_000
 HISTORY_POINTS = 10
 """Feature points read from ``features:{S}:history`` each tick (sequence windows, the trend)."""
 METRICS_FLUSH_MS = 15_000
-
-
-class RestFeatures:
-    """Fallback features from ``GET /api/v3/ticker/24hr``, honouring ``Retry-After``.
-
-    After a 429/418 the symbol is not asked again until the server's ``Retry-After`` has
-    passed; those ticks are skipped with the same error instead of hammering the API.
-    """
-
-    def __init__(self, client: BinanceRestClient) -> None:
-        self.client = client
-        self.blocked_until_ms = 0
-        self._blocked_by: BinanceRestError | None = None
-
-    def features(self, symbol: str, now_ms: int) -> FeatureSnapshot:
-        """Features derived from the ticker now.
-
-        Raises
-        ------
-        BinanceRestError
-            The request failed or is held back by an earlier ``Retry-After``.
-        """
-        if now_ms < self.blocked_until_ms and self._blocked_by is not None:
-            raise self._blocked_by
-        try:
-            ticker = self.client.ticker_24hr(symbol)
-        except BinanceRestError as exc:
-            if exc.retry_after_s is not None:
-                self.blocked_until_ms = now_ms + int(exc.retry_after_s * 1000)
-                self._blocked_by = exc
-            raise
-        try:
-            return generate_fallback_features(ticker, now_ms)
-        except ValueError as exc:
-            raise BinanceRestError(f"unusable 24hr ticker: {exc}", status=200) from None
 
 
 @dataclass
@@ -104,16 +89,6 @@ class TickReport:
         return [o.result for o in self.outcomes]
 
 
-def rss_mb() -> float:
-    """Resident memory of this process now, in MiB (peak RSS where /proc is missing)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 class InferenceService:
     """One predictor process; see the module docstring."""
 
@@ -122,7 +97,7 @@ class InferenceService:
         settings: InferenceSettings,
         *,
         predictor: Predictor,
-        client: redis.Redis,
+        client: RedisClient,
         metrics: Metrics,
         owner: str,
         rest: RestFeatures | None = None,
@@ -141,19 +116,26 @@ class InferenceService:
         self.history = history
         self.on_result = on_result
         self.interval_ms = round(settings.interval_s * 1000)
+        keys = settings.redis_keys
         self.store = InferenceStore(
             client,
-            settings.prediction_keys,
-            features_prefix=settings.features_prefix,
+            keys,
             history_length=settings.history_length,
             prediction_ttl_s=settings.prediction_ttl_s,
+            health_ttl_ms=health_ttl_ms(settings.interval_s),
         )
-        self.lease = RedisLease(client, LEASE_KEY, owner, ttl_ms=3 * self.interval_ms)
+        self.lease = RedisLease(client, keys.lease, owner, ttl_ms=3 * self.interval_ms)
         self.accuracy = AccuracyTracker(max_lag_ms=max(5_000, 2 * self.interval_ms))
         self.redis_up = True
         self.active = False
         self.holder_deadline_ms: int | None = None
+        """The lease holder's announced deadline, when another holds it."""
+        self.holder_seen_ms: int | None = None
+        self._last_active_ms = 0
+        """Grid time of the last tick predicted as the lease holder (handed on at release)."""
+        """When Redis last said who holds the lease (this service's clock)."""
         self.last_error: str | None = None
+        self._outage_since_ms: int | None = None
         self.model_loaded_ms = time.time_ns() // 1_000_000  # built right after the load
         self._redis_retry_ms = 0
         self._next_model_check_ms = 0
@@ -162,37 +144,84 @@ class InferenceService:
         metrics.property("ModelVersion", predictor.model.version)
 
     # -- who predicts ---------------------------------------------------------------------
+    def begin(self, now_ms: int) -> None:
+        """Start of an invocation: trust nothing a warm container remembers about roles.
+
+        A reused container may have sat frozen for minutes since its last invocation: it does
+        not hold the lease (whatever it held then has expired or passed on), Redis is probed
+        at once whatever it looked like then, and the last error and results are not
+        reported again. What it knew about another holder is kept only while it is recent
+        (see :meth:`_redis_down`).
+        """
+        self.active = False
+        self.lease.forget()
+        self._last_active_ms = 0
+        self.redis_up = True
+        self._redis_retry_ms = 0
+        self._outage_since_ms = None
+        self.last_error = None
+        self._last.clear()
+
     def _redis_down(self, exc: Exception, now_ms: int) -> None:
+        """Redis cannot be used: direct REST mode, retried after :data:`REDIS_RETRY_MS`.
+
+        At the start of an outage, knowledge of another holder older than the lease's TTL is
+        dropped: that holder's lease may have passed on since (the container froze, the tick
+        stalled), so its announced deadline says nothing about who predicts now.
+        """
+        if self._outage_since_ms is None:
+            self._outage_since_ms = now_ms
+            seen = self.holder_seen_ms
+            if seen is not None and now_ms - seen > self.lease.ttl_ms:
+                self.holder_deadline_ms = self.holder_seen_ms = None
         if self.redis_up:
-            log.warning("redis unreachable, predicting in direct REST mode: %s", exc)
+            log.warning("redis unusable, predicting in direct REST mode: %s", exc)
         self.redis_up = False
         self.last_error = f"redis: {exc}"
         self._redis_retry_ms = now_ms + REDIS_RETRY_MS
         self.lease.forget()
         self.metrics.add("RedisUnavailable", "Count", 1)
 
+    def _store_failed(self, exc: InferenceStoreError, now_ms: int) -> None:
+        """A read or write failed: an outage (retryable) or a refused request (permanent)."""
+        if exc.retryable:
+            self._redis_down(exc, now_ms)
+            return
+        self.last_error = f"redis: {exc}"
+        self.metrics.add("RedisErrors", "Count", 1)
+        log.error("redis refused a request, skipped for this tick: %s", exc)
+
     def _role(self, now_ms: int, deadline_ms: int) -> str:
         if not self.redis_up and now_ms >= self._redis_retry_ms:
-            self.redis_up = True  # try again; redis-py reconnects on the next command
+            self.redis_up = True  # try again; the client reconnects on the next command
         if self.redis_up:
             try:
-                state = self.lease.hold(deadline_ms)
-            except redis.RedisError as exc:
+                state = self.lease.hold(deadline_ms, now_ms)
+            except InferenceStoreError as exc:
+                if not exc.retryable:  # who predicts is unknown either way
+                    self.metrics.add("RedisErrors", "Count", 1)
                 self._redis_down(exc, now_ms)
             else:
-                if state.held:
-                    if not self.active:
-                        log.info("%s holds the lease: predicting", self.owner)
-                    self.active = True
-                    return "active"
-                self.active = False
-                self.holder_deadline_ms = state.holder_deadline_ms
-                return "standby"
+                return self._lease_seen(state, now_ms)
         if not self.active and (
             self.holder_deadline_ms is None or now_ms >= self.holder_deadline_ms
         ):
             self.active = True  # the holder we last saw has stopped by now
         return "direct-rest" if self.active else "standby"
+
+    def _lease_seen(self, state: LeaseState, now_ms: int) -> str:
+        self._outage_since_ms = None
+        if state.held:
+            if not self.active:
+                log.info("%s holds the lease: predicting", self.owner)
+            self.active = True
+            self._last_active_ms = now_ms
+            self.holder_deadline_ms = self.holder_seen_ms = None
+            return "active"
+        self.active = False
+        self.holder_deadline_ms = state.holder_deadline_ms
+        self.holder_seen_ms = now_ms
+        return "standby"
 
     # -- one tick -------------------------------------------------------------------------
     def tick(self, now_ms: int, deadline_ms: int) -> TickReport:
@@ -214,7 +243,7 @@ class InferenceService:
             report.outcomes.append(outcome)
             self._observe(inp.snapshot, report)
             self.accuracy.add(outcome.result)
-            self._count(outcome)
+            count_outcome(m, outcome)
         self._publish(report, now_ms)
         report.ms = (time.perf_counter() - started) * 1000
         m.add("TickDuration", "Milliseconds", report.ms)
@@ -227,14 +256,15 @@ class InferenceService:
         if self.redis_up:
             try:
                 stored = self.store.read(self.settings.symbols, HISTORY_POINTS, take_pending=True)
-            except redis.RedisError as exc:
-                self._redis_down(exc, now_ms)
+            except InferenceStoreError as exc:
+                self._store_failed(exc, now_ms)
         if not self.redis_up:
             m.add("DirectRestMode", "Count", 1)
         inputs: list[TickInput] = []
         for symbol in self.settings.symbols:
             found = stored.get(symbol)
             if found is not None:
+                found = without_future_history(found, now_ms)
                 self.accuracy.restore(found.pending)
                 for point in reversed(found.history):  # oldest first: seeds the linear trend
                     self.predictor.remember(point, values=False)
@@ -249,16 +279,23 @@ class InferenceService:
                 inputs.append(chosen)
         return inputs
 
+    def _fresh(self, snap: FeatureSnapshot | None, now_ms: int) -> bool:
+        if snap is None:
+            return False
+        age = freshness(snap, now_ms, self.settings.max_feature_age_ms)
+        if age is Freshness.FUTURE:
+            self.metrics.add("FutureFeatures", "Count", 1)
+        return age is Freshness.FRESH
+
     def _choose(self, symbol: str, found: StoredFeatures | None, now_ms: int) -> TickInput | str:
         """The tick's features for ``symbol``, or why there are none."""
-        max_age = self.settings.max_feature_age_ms
         if found is not None:
             latest = found.latest
-            if latest is not None and now_ms - latest.timestamp <= max_age:
+            if latest is not None and self._fresh(latest, now_ms):
                 return TickInput(latest, "redis", found.history)
             self.metrics.add("FallbackStaleFeatures", "Count", 1)
             fb = found.fallback
-            if fb is not None and now_ms - fb.timestamp <= max_age:
+            if fb is not None and self._fresh(fb, now_ms):
                 self.metrics.add("FallbackRedisFeatures", "Count", 1)
                 return TickInput(fb, "fallback")
         if self.rest is None:
@@ -276,36 +313,8 @@ class InferenceService:
         if snap.price is None:
             return
         seen = self.accuracy.observe(snap.symbol, snap.timestamp, snap.price)
-        m = self.metrics
-        if seen.unscorable:
-            m.add("UnscorablePredictions", "Count", seen.unscorable)
-        for s in seen.scored:
-            m.add("AbsError", "None", s.abs_error)
-            m.add("NaiveAbsError", "None", s.naive_abs_error)
-            m.add("DirectionHit", "Count", 1.0 if s.direction_hit else 0.0)
-            band = confidence_band(s.prediction.confidence).capitalize()
-            m.add(f"AbsError{band}Confidence", "None", s.abs_error)
+        count_scoring(self.metrics, seen)
         report.scored.extend(seen.scored)
-
-    def _count(self, outcome: PredictOutcome) -> None:
-        m, r = self.metrics, outcome.result
-        m.add("Predictions", "Count", 1)
-        m.add(
-            "PredictionsFromRedis" if r.source == "redis" else "PredictionsFromFallback", "Count", 1
-        )
-        m.add("InferenceLatency", "Milliseconds", r.inference_latency_ms)
-        m.add("FeatureAge", "Milliseconds", r.features_age_ms)
-        m.add("Confidence", "None", r.confidence)
-        if outcome.filled:
-            m.add("FallbackMissingFeatures", "Count", 1)
-            log.warning(
-                "%s: filled %s from last known values (confidence x0.8)",
-                r.symbol,
-                ", ".join(outcome.filled),
-            )
-        if outcome.linear_fallback:
-            m.add("FallbackLinearTrend", "Count", 1)
-            log.warning("%s: linear trend fallback: %s", r.symbol, outcome.model_error)
 
     def _publish(self, report: TickReport, now_ms: int) -> None:
         results = report.results
@@ -314,27 +323,18 @@ class InferenceService:
         if self.redis_up:
             try:
                 self.store.write(results, report.scored, self.health(now_ms, report.role))
-            except redis.RedisError as exc:
-                self._redis_down(exc, now_ms)
+            except InferenceStoreError as exc:
+                self._store_failed(exc, now_ms)
         if self.broadcaster is not None:
             for r in results:
                 b = self.broadcaster.broadcast(r.symbol, r.to_json(), now_ms)
                 report.broadcasts.append(b)
-                if b.sent + b.gone + b.failed + b.timed_out:
-                    self._count_broadcast(b)
+                count_broadcast(self.metrics, b)
         if self.history is not None:
             self.history.add(report.scored)
         if self.on_result is not None:
             for outcome in report.outcomes:
                 self.on_result(outcome)
-
-    def _count_broadcast(self, b: BroadcastReport) -> None:
-        m = self.metrics
-        m.add("BroadcastSent", "Count", b.sent)
-        m.add("BroadcastGone", "Count", b.gone)
-        m.add("BroadcastFailed", "Count", b.failed)
-        m.add("BroadcastTimedOut", "Count", b.timed_out)
-        m.add("BroadcastDuration", "Milliseconds", b.ms)
 
     # -- between ticks --------------------------------------------------------------------
     def housekeeping(self, now_ms: int) -> None:
@@ -399,25 +399,21 @@ class InferenceService:
         }
 
     def close(self, now_ms: int) -> None:
-        """End of the invocation: hand over waiting predictions, write history, release."""
-        for symbol in self.settings.symbols:
-            waiting = self.accuracy.drain(symbol)
-            if not waiting:
-                continue
-            handed = False
-            if self.redis_up and self.active:
-                try:
-                    self.store.save_pending(symbol, waiting)
-                    handed = True
-                except redis.RedisError as exc:
-                    self._redis_down(exc, now_ms)
-            if not handed and self.history is not None:
-                self.history.add(waiting)  # written unscored rather than lost
+        """End of the invocation: hand over waiting predictions, release the lease, stop the
+        broadcast (nothing queued or running is left for the next warm invocation), write
+        the history."""
+        self._hand_over(now_ms)
         if self.redis_up:
             try:
-                self.lease.release()
-            except redis.RedisError as exc:
-                self._redis_down(exc, now_ms)
+                self.lease.release(self._last_active_ms if self._last_active_ms else now_ms)
+            except InferenceStoreError as exc:
+                self._store_failed(exc, now_ms)
+        self.lease.forget()
+        if self.broadcaster is not None:
+            stuck = self.broadcaster.finish()
+            if stuck:
+                self.metrics.add("BroadcastAbandoned", "Count", stuck)
+                log.warning("%d WebSocket posts still running at the end of the invocation", stuck)
         if self.history is not None and self.history.buffered:
             try:
                 keys = self.history.flush()
@@ -428,45 +424,19 @@ class InferenceService:
         self.active = False
         self.metrics.flush()
 
-
-@dataclass(frozen=True, slots=True)
-class LoopReport:
-    """A loop's ticks by role, and grid points missed because a tick ran late."""
-
-    ticks: int
-    active_ticks: int
-    missed: int
-
-
-def run_loop(
-    service: InferenceService,
-    *,
-    clock_ms: Callable[[], int],
-    deadline_ms: int,
-    sleep: Callable[[float], None] = time.sleep,
-    on_tick: Callable[[TickReport], None] | None = None,
-) -> LoopReport:
-    """Tick on the interval grid until the next tick would pass ``deadline_ms``, then close."""
-    interval = service.interval_ms
-    next_ms = math.ceil(clock_ms() / interval) * interval
-    ticks = active = missed = 0
-    try:
-        while next_ms <= deadline_ms:
-            now = clock_ms()
-            if now < next_ms:
-                sleep((next_ms - now) / 1000)
-                now = clock_ms()
-            if now - next_ms >= interval:  # ran late: skip to the current grid point
-                late = (now - next_ms) // interval
-                missed += late
-                next_ms += late * interval
-            report = service.tick(now, deadline_ms)
-            ticks += 1
-            active += report.role != "standby"
-            if on_tick is not None:
-                on_tick(report)
-            service.housekeeping(clock_ms())
-            next_ms += interval
-    finally:
-        service.close(clock_ms())
-    return LoopReport(ticks=ticks, active_ticks=active, missed=missed)
+    def _hand_over(self, now_ms: int) -> None:
+        """Predictions still waiting for their horizon go to ``prediction:{S}:pending``, or
+        into the history unscored when they cannot (Redis down, not the holder)."""
+        for symbol in self.settings.symbols:
+            waiting = self.accuracy.drain(symbol)
+            if not waiting:
+                continue
+            handed = False
+            if self.redis_up and self.active:
+                try:
+                    self.store.save_pending(symbol, waiting)
+                    handed = True
+                except InferenceStoreError as exc:
+                    self._store_failed(exc, now_ms)
+            if not handed and self.history is not None:
+                self.history.add(waiting)  # written unscored rather than lost

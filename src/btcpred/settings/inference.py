@@ -123,7 +123,5 @@ class InferenceSettings:
         return RedisKeys(features_prefix=self.features_prefix, prediction_key=self.prediction_key)
 
     def prediction_keys(self, symbol: str) -> PredictionKeys:
-        """The Redis keys of ``symbol``'s predictions (not yet hash-tagged: see RedisKeys)."""
-        latest = self.prediction_key.replace("{symbol}", symbol)
-        base = latest.removesuffix(":latest")
-        return PredictionKeys(latest, f"{base}:history", f"{base}:pending", f"{base}:scored")
+        """The Redis keys of ``symbol``'s predictions (``prediction:{S}:latest`` …, hash-tagged)."""
+        return self.redis_keys.predictions(symbol)
