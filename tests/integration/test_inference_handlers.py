@@ -33,21 +33,6 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def stored_result(symbol: str = "BTCUSDT", timestamp: int | None = None) -> PredictionResult:
-    return PredictionResult(
-        symbol=symbol,
-        timestamp=now_ms() if timestamp is None else timestamp,
-        current_price=60_000.0,
-        predicted_price=60_015.25,
-        prediction_horizon_seconds=60,
-        confidence=0.62,
-        model_version="btcpred-mlp/1.0.0",
-        features_age_ms=140,
-        inference_latency_ms=2.5,
-        source="redis",
-    )
-
-
 @pytest.fixture
 def env(aws_env: pytest.MonkeyPatch, redis_url: str) -> pytest.MonkeyPatch:
     for name in ("WEBSOCKET_TOKEN", "WEBSOCKET_TOKEN_SECRET_ARN", "WEBSOCKET_ENDPOINT", "SYMBOLS"):

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from btcpred.aggregator import PoisonPolicy
-from btcpred.settings import AggregatorSettings, ConfigError
+from btcpred.settings import (
+    AggregatorSettings,
+    ConfigError,
+    HttpSettings,
+    InferenceSettings,
+    WebSocketSettings,
+)
 
 
 def test_defaults_without_environment() -> None:
@@ -53,3 +59,52 @@ def test_poison_policy_is_parsed_case_insensitively() -> None:
 def test_bad_values_name_their_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         AggregatorSettings.from_env({name: value})
+
+
+def test_client_settings_defaults_match_the_inference_function() -> None:
+    http, ws, inference = (
+        HttpSettings.from_env({}),
+        WebSocketSettings.from_env({}),
+        InferenceSettings.from_env({}),
+    )
+
+    for client in (http, ws):
+        assert client.symbols == inference.symbols
+        assert client.interval_s == inference.interval_s
+        assert client.redis_keys == inference.redis_keys
+        assert (client.redis_url, client.redis_cluster) == ("redis://localhost:6379/0", False)
+    assert (ws.websocket_token, ws.connection_ttl_s, ws.max_message_bytes) == (None, 7200, 1024)
+
+
+def test_websocket_settings_from_the_environment() -> None:
+    ws = WebSocketSettings.from_env(
+        {
+            "SYMBOLS": "btcusdt,ethusdt",
+            "WEBSOCKET_TOKEN": "t0ken",
+            "MAX_MESSAGE_BYTES": "64",
+            "REDIS_CLUSTER": "true",
+            "REDIS_FEATURES_KEY_PREFIX": "feat",
+        }
+    )
+
+    assert ws.symbols == ("BTCUSDT", "ETHUSDT")
+    assert (ws.websocket_token, ws.max_message_bytes, ws.redis_cluster) == ("t0ken", 64, True)
+    assert ws.redis_keys.features_latest("ETHUSDT") == "feat:{ETHUSDT}:latest"
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"SYMBOLS": "BTC USDT"}, "SYMBOLS"),
+        (
+            {"SYMBOLS": "BTCUSDT,ETHUSDT", "REDIS_PREDICTION_KEY": "p:latest"},
+            "REDIS_PREDICTION_KEY",
+        ),
+        ({"PREDICTION_INTERVAL_SECONDS": "0"}, "PREDICTION_INTERVAL_SECONDS"),
+        ({"REDIS_CLUSTER": "maybe"}, "REDIS_CLUSTER"),
+    ],
+)
+def test_a_bad_client_setting_names_the_variable(env: dict[str, str], name: str) -> None:
+    for settings in (HttpSettings, WebSocketSettings):
+        with pytest.raises(ConfigError, match=name):
+            settings.from_env(env)

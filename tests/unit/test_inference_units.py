@@ -486,7 +486,7 @@ def test_inference_settings_defaults() -> None:
     assert (s.model_path, s.model_name) == ("models", "btcpred-mlp")
     assert s.prediction_key == "prediction:{symbol}:latest"
     assert s.redis_url == "redis://localhost:6379/0"
-    assert (s.websocket_endpoint, s.websocket_token, s.history_uri) == (None, None, None)
+    assert (s.websocket_endpoint, s.history_uri) == (None, None)
 
 
 def test_inference_settings_from_environment_values() -> None:

@@ -43,10 +43,7 @@ class InferenceSettings:
     binance_rest_url: str = "https://data-api.binance.vision"
     rest_timeout_s: float = 1.0
     websocket_endpoint: str | None = None
-    websocket_token: str | None = None
-    websocket_token_secret_arn: str | None = None
     connection_ttl_s: int = 7200
-    max_message_bytes: int = 1024
     history_uri: str | None = None
 
     @classmethod
@@ -59,12 +56,7 @@ class InferenceSettings:
             A variable holds an invalid value; the message names it.
         """
         d = cls()
-        symbols = p.read(env, Env.SYMBOLS, d.symbols, p.symbols)
-        key = p.read(env, Env.REDIS_PREDICTION_KEY, d.prediction_key, p.prediction_key)
-        if "{symbol}" not in key and len(symbols) > 1:
-            raise ConfigError(
-                f"{Env.REDIS_PREDICTION_KEY.value}={key!r}: several SYMBOLS need a {{symbol}} key"
-            )
+        symbols, key = p.symbols_and_prediction_key(env, d.symbols, d.prediction_key)
         interval = p.read(env, Env.PREDICTION_INTERVAL_SECONDS, d.interval_s, p.interval)
         default_budget = min(d.broadcast_budget_ms, max(1, round(interval * 1000 / 3)))
         budget = p.read(env, Env.BROADCAST_BUDGET_MS, default_budget, p.positive_int)
@@ -106,13 +98,8 @@ class InferenceSettings:
                 env, Env.REST_TIMEOUT_SECONDS, d.rest_timeout_s, p.positive_float
             ),
             websocket_endpoint=p.read(env, Env.WEBSOCKET_ENDPOINT, None, p.endpoint),
-            websocket_token=p.read(env, Env.WEBSOCKET_TOKEN, None, p.text),
-            websocket_token_secret_arn=p.read(env, Env.WEBSOCKET_TOKEN_SECRET_ARN, None, p.text),
             connection_ttl_s=p.read(
                 env, Env.CONNECTION_TTL_SECONDS, d.connection_ttl_s, p.positive_int
-            ),
-            max_message_bytes=p.read(
-                env, Env.MAX_MESSAGE_BYTES, d.max_message_bytes, p.positive_int
             ),
             history_uri=p.read(env, Env.PREDICTION_HISTORY_URI, None, p.location),
         )
