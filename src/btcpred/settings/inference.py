@@ -1,4 +1,4 @@
-"""Settings of the inference loop and the client-facing functions (WebSocket, HTTP)."""
+"""Settings of the inference function: the predictor loop, its fallbacks and outputs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ __all__ = ["InferenceSettings"]
 
 @dataclass(frozen=True, slots=True)
 class InferenceSettings:
-    """Settings of the inference loop and the client-facing functions (WebSocket, HTTP).
+    """Settings of the inference function (the client functions have their own,
+    :mod:`btcpred.settings.clients`, over the same variables).
 
     ``prediction_key`` may hold ``{symbol}``; the history, pending and scored keys derive from it
     (``prediction:{S}:latest`` → ``prediction:{S}:history`` …). ``max_concurrent_predictions``
