@@ -744,6 +744,39 @@ def test_a_late_standby_tick_never_predicts_the_grid_point_the_holder_just_predi
     assert only(next_point).timestamp == T0 + 1_500
 
 
+def fake_clock(*readings: int) -> Callable[[], int]:
+    """A clock giving ``readings`` in turn, then the last one again."""
+    it = iter(readings)
+    last = [readings[0]]
+
+    def read() -> int:
+        last[0] = next(it, last[0])
+        return last[0]
+
+    return read
+
+
+def test_through_run_loop_a_late_tick_loses_its_grid_point_to_the_holder_that_predicted_it(
+    make_any: MakeService, db: RedisClient
+) -> None:
+    """A's loop ticks the grid point T0 at T0 + 3 ms and ends; B's loop wakes for the same
+    point at T0 + 40 ms. The handover is decided by grid points, not by when ticks ran."""
+    a, b = make_any(owner="a"), make_any(owner="b")
+    db.set(LATEST, features(T0))
+    no_sleep: Callable[[float], None] = lambda _s: None  # noqa: E731 - the clocks jump
+
+    ran_a = run_loop(
+        a, clock_ms=fake_clock(T0 - 5, T0 - 5, T0 + 3), deadline_ms=T0 + 1_000, sleep=no_sleep
+    )
+    ran_b = run_loop(
+        b, clock_ms=fake_clock(T0 - 10, T0 - 10, T0 + 40), deadline_ms=T0 + 1_000, sleep=no_sleep
+    )
+
+    assert (ran_a.ticks, ran_a.active_ticks) == (1, 1)
+    assert db.get(LEASE) == f"|released|{T0}".encode()  # the grid point, not T0 + 3
+    assert (ran_b.ticks, ran_b.active_ticks) == (1, 0)
+
+
 # -- 10. accuracy -------------------------------------------------------------------------------
 def test_predictions_are_scored_once_their_horizon_has_passed(
     make_service: MakeService, redis_client: redis.Redis

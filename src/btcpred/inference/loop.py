@@ -52,7 +52,7 @@ def run_loop(
                 late = (now - next_ms) // interval
                 missed += late
                 next_ms += late * interval
-            report = service.tick(now, deadline_ms)
+            report = service.tick(now, deadline_ms, grid_ms=next_ms)
             ticks += 1
             active += report.role != "standby"
             if on_tick is not None:

@@ -191,31 +191,31 @@ class InferenceService:
         self.metrics.add("RedisErrors", "Count", 1)
         log.error("redis refused a request, skipped for this tick: %s", exc)
 
-    def _role(self, now_ms: int, deadline_ms: int) -> str:
+    def _role(self, now_ms: int, deadline_ms: int, grid_ms: int) -> str:
         if not self.redis_up and now_ms >= self._redis_retry_ms:
             self.redis_up = True  # try again; the client reconnects on the next command
         if self.redis_up:
             try:
-                state = self.lease.hold(deadline_ms, now_ms)
+                state = self.lease.hold(deadline_ms, grid_ms)
             except InferenceStoreError as exc:
                 if not exc.retryable:  # who predicts is unknown either way
                     self.metrics.add("RedisErrors", "Count", 1)
                 self._redis_down(exc, now_ms)
             else:
-                return self._lease_seen(state, now_ms)
+                return self._lease_seen(state, now_ms, grid_ms)
         if not self.active and (
             self.holder_deadline_ms is None or now_ms >= self.holder_deadline_ms
         ):
             self.active = True  # the holder we last saw has stopped by now
         return "direct-rest" if self.active else "standby"
 
-    def _lease_seen(self, state: LeaseState, now_ms: int) -> str:
+    def _lease_seen(self, state: LeaseState, now_ms: int, grid_ms: int) -> str:
         self._outage_since_ms = None
         if state.held:
             if not self.active:
                 log.info("%s holds the lease: predicting", self.owner)
             self.active = True
-            self._last_active_ms = now_ms
+            self._last_active_ms = grid_ms
             self.holder_deadline_ms = self.holder_seen_ms = None
             return "active"
         self.active = False
@@ -224,10 +224,15 @@ class InferenceService:
         return "standby"
 
     # -- one tick -------------------------------------------------------------------------
-    def tick(self, now_ms: int, deadline_ms: int) -> TickReport:
-        """One prediction round for every symbol (see the module docstring)."""
+    def tick(self, now_ms: int, deadline_ms: int, grid_ms: int | None = None) -> TickReport:
+        """One prediction round for every symbol (see the module docstring).
+
+        ``grid_ms`` is the grid point the tick belongs to (``run_loop`` passes it; a tick that
+        runs late has ``now_ms`` after it); the lease hand-over is decided by grid points, so
+        two invocations never both predict one point. It defaults to ``now_ms``.
+        """
         started = time.perf_counter()
-        role = self._role(now_ms, deadline_ms)
+        role = self._role(now_ms, deadline_ms, now_ms if grid_ms is None else grid_ms)
         report = TickReport(time_ms=now_ms, role=role)
         if role == "standby":
             return report
