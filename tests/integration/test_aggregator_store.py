@@ -174,3 +174,44 @@ def test_custom_prefixes_are_honoured(any_redis: Redis) -> None:
             keys.checkpoint("BTCUSDT", SHARD),
         )
     )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        KEYS.features_history("BTCUSDT"),
+        KEYS.engine_state("BTCUSDT"),
+        KEYS.checkpoint("BTCUSDT", SHARD),
+    ],
+    ids=["history", "state", "checkpoint"],
+)
+def test_a_key_of_the_wrong_type_is_replaced_and_nothing_is_lost(
+    any_redis: Redis, key: str
+) -> None:
+    """A foreign value of another type at one of our keys must not make the script fail half
+    way (Redis keeps a script's earlier writes): the batch is applied whole."""
+    client = any_redis[0]
+    client.sadd(key, "not ours")  # a set where a string or list belongs
+
+    result = Aggregator(RedisFeatureStore(fresh(any_redis))).apply(batch(1, 5, 100))
+
+    assert result.events == 5
+    assert client.get(KEYS.checkpoint("BTCUSDT", SHARD)) == b"104"
+    assert client.llen(KEYS.features_history("BTCUSDT")) == 1
+    assert client.type(KEYS.engine_state("BTCUSDT")) == b"string"
+    assert client.get(KEYS.features_latest("BTCUSDT")) is not None
+
+
+def test_a_cluster_that_goes_away_is_a_typed_unavailable_error() -> None:
+    """redis-py's cluster client raises RedisClusterException (not a RedisError) when it cannot
+    re-read the slot map after a connection error; the store must still say 'unavailable'."""
+    from btcpred.sim.services import RedisClusterServer
+
+    with RedisClusterServer() as cluster:
+        store = RedisFeatureStore(connect(cluster.url, cluster=True, timeout_s=0.5))
+        Aggregator(store).apply(batch(1, 2, 100))
+        cluster.stop()
+
+        for _ in range(2):
+            with pytest.raises(StoreUnavailableError):
+                Aggregator(store).apply(batch(3, 2, 102))

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from btcpred.features.snapshot import FeatureSnapshot
 from btcpred.keys import RedisKeys
@@ -86,25 +87,41 @@ class FeatureStore(Protocol):
 
 
 _COMMIT = """
-local state = redis.call('GET', KEYS[1])
+local function text(key)
+  if redis.call('TYPE', key).ok == 'string' then return redis.call('GET', key) end
+  return false
+end
+local state = text(KEYS[1])
 if (state and redis.sha1hex(state) or '') ~= ARGV[1] then return 0 end
 local n = tonumber(ARGV[2])
 for i = 1, n do
-  if (redis.call('GET', KEYS[3 + i]) or '') ~= ARGV[2 + i] then return 0 end
+  if (text(KEYS[3 + i]) or '') ~= ARGV[2 + i] then return 0 end
 end
-for i = 1, n do redis.call('SET', KEYS[3 + i], ARGV[2 + n + i]) end
 local at = 2 + 2 * n
 local doc, ttl = ARGV[at + 1], ARGV[at + 3]
 if doc ~= '' then
   redis.call('SET', KEYS[2], doc, 'EX', ttl)
+  local kind = redis.call('TYPE', KEYS[3]).ok
+  if kind ~= 'list' and kind ~= 'none' then redis.call('DEL', KEYS[3]) end
   redis.call('LPUSH', KEYS[3], doc)
   redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[at + 5]) - 1)
   redis.call('EXPIRE', KEYS[3], ttl)
 end
 if ARGV[at + 2] ~= '' then redis.call('SET', KEYS[1], ARGV[at + 2], 'EX', ARGV[at + 4]) end
+for i = 1, n do redis.call('SET', KEYS[3 + i], ARGV[2 + n + i]) end
 return 1
 """
-"""Compare-and-set: write only if the state and checkpoints are still what was read."""
+"""Compare-and-set: write only if the state and checkpoints are still what was read.
+
+Redis does not undo a script's earlier writes when a later command fails, so nothing in it may
+fail: a key of the wrong type (written by something else) reads as absent and is replaced,
+never an error, and the checkpoints are written last, so they can never move past records
+whose features were not written."""
+
+
+_REDIS_FAILURES = (redis.RedisError, RedisClusterException)
+"""What a Redis call can raise: redis-py's cluster client raises ``RedisClusterException``
+(not a ``RedisError``) when it cannot re-read the slot map after a connection error."""
 
 
 class _RedisTransaction:
@@ -121,7 +138,7 @@ class _RedisTransaction:
         self._read = [keys.engine_state(symbol), *(keys.checkpoint(symbol, s) for s in shards)]
         try:
             raw = store.client.execute_command("MGET", *self._read)  # type: ignore[no-untyped-call]  # redis-py
-        except redis.RedisError as exc:
+        except _REDIS_FAILURES as exc:
             raise StoreUnavailableError(f"redis read failed: {exc}") from exc
         self.state: bytes | None = raw[0]
         self._raw_checkpoints: list[bytes | None] = list(raw[1:])
@@ -154,7 +171,7 @@ class _RedisTransaction:
         ]
         try:
             done = store.commit_script(keys=script_keys, args=argv)
-        except redis.RedisError as exc:
+        except _REDIS_FAILURES as exc:
             raise StoreUnavailableError(f"redis commit failed: {exc}") from exc
         if not done:
             raise StoreConflictError(f"{symbol} keys changed during the batch")
