@@ -242,8 +242,8 @@ class Aggregator:
             if engine is None:
                 engine = self._engine(message, state, out, budget)
             if isinstance(message, TradeMessage):
-                reason = self.rules.check_trade_id(
-                    message, engine.last_trade_id, engine.last_trade_us
+                reason, engine.id_candidate = self.rules.check_trade_id(
+                    message, engine.last_trade_id, engine.last_trade_us, engine.id_candidate
                 )
             if reason is None and not _feed(engine, message):
                 out.duplicate_events += 1

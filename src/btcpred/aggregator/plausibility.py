@@ -10,11 +10,17 @@ trade before applying it, and drops (and counts) what breaks a rule:
   ``[arrival - max_past_s, arrival + max_future_s]``. ``approximateArrivalTimestamp`` is set by
   Kinesis when it accepts the record, moments after the exchange event; the future margin covers
   clock skew between Binance and AWS, the past margin an ingestor that retried or buffered.
-* **trade id jump** — against the engine's last applied trade, a trade id may move ahead by at
-  most ``trade_id_slack + max_trades_per_s * seconds`` since the last trade's time: far more
-  than the exchange can match (the rule never rejects real data), far less than a corrupt id.
-  It self-heals: the allowance grows with the trade's time, so a wrongly rejected successor of a
-  long pause is accepted as time moves on.
+* **trade id jump** — against the engine's last applied trade, a trade id may move by at most
+  ``trade_id_slack + max_trades_per_s * seconds`` since the last trade's time, ahead or (for a
+  trade with a later time) back: far more than the exchange can match, far less than a corrupt
+  id. A trade at or below the last id *and* time is a redelivery, left to the engine's
+  duplicate check.
+* **re-anchoring** — a rejected trade is remembered as the candidate anchor (in the engine
+  state). The next trade that breaks the rule but agrees with the candidate (the same bound,
+  measured from the candidate) is accepted and the id sequence moves there: a real series of
+  trades re-anchors after losing one trade (the engine's last id was the corrupt one, e.g. a
+  huge first id after a cold start), while a single corrupt id, high or low, never gains a
+  consistent successor and costs nothing but itself.
 
 The engine adds the last guard (``FeatureEngine.add_trade``): an id at or below the last one
 with a later time restarts the id sequence instead of being dropped.
@@ -74,12 +80,30 @@ class PlausibilityRules:
             return Implausible.TOO_OLD
         return Implausible.IN_THE_FUTURE if message.timestamp > last else None
 
-    def check_trade_id(
-        self, message: TradeMessage, last_id: int, last_trade_us: int
-    ) -> Implausible | None:
-        """The id-jump rule against the engine's last trade (``last_id`` -1: none yet)."""
-        if last_id < 0:
-            return None
-        seconds = max(0, message.time_us - last_trade_us) / _US
+    def fits(self, trade_id: int, time_us: int, ref_id: int, ref_us: int) -> bool:
+        """Whether ``trade_id`` at ``time_us`` is within the id bound of ``(ref_id, ref_us)``."""
+        seconds = max(0, time_us - ref_us) / _US
         allowed = self.trade_id_slack + self.max_trades_per_s * seconds
-        return Implausible.TRADE_ID_JUMP if message.trade_id - last_id > allowed else None
+        return -allowed <= trade_id - ref_id <= allowed
+
+    def check_trade_id(
+        self,
+        message: TradeMessage,
+        last_id: int,
+        last_trade_us: int,
+        candidate: tuple[int, int] | None,
+    ) -> tuple[Implausible | None, tuple[int, int] | None]:
+        """The id rules against the engine's last trade (``last_id`` -1: none yet) and the
+        remembered candidate anchor: ``(reason or None, the candidate to remember)``."""
+        trade_id, time_us = message.trade_id, message.time_us
+        if last_id < 0 or (trade_id <= last_id and time_us <= last_trade_us):
+            return None, candidate  # the first trade, or a redelivery for the engine to drop
+        if self.fits(trade_id, time_us, last_id, last_trade_us):
+            return None, None
+        if (
+            candidate is not None
+            and time_us >= candidate[1]
+            and self.fits(trade_id, time_us, *candidate)
+        ):
+            return None, None  # a consistent series: re-anchor here
+        return Implausible.TRADE_ID_JUMP, (trade_id, time_us)

@@ -73,6 +73,8 @@ class FeatureEngine:
         self.duplicates = 0
         self.late = 0
         self.id_resets = 0
+        self.id_candidate: tuple[int, int] | None = None
+        """(trade id, µs) of the last trade the aggregator's id rule rejected (re-anchoring)."""
 
     def reset(self) -> None:
         """Forget everything: the engine equals a freshly built one."""
@@ -272,7 +274,14 @@ class FeatureEngine:
                 STATE_VERSION,
                 spec_hash(self.spec),
                 self.symbol,
-                [self.now_us, self.last_price, self.last_trade_id, self.last_trade_us, self._quote],
+                [
+                    self.now_us,
+                    self.last_price,
+                    self.last_trade_id,
+                    self.last_trade_us,
+                    self._quote,
+                    self.id_candidate,
+                ],
                 [self.trades, self.duplicates, self.late, self.id_resets],
                 self._windows.state(),
                 [self._short_bars.state(), self._long_bars.state()],
@@ -306,10 +315,11 @@ class FeatureEngine:
     @classmethod
     def _restore(cls, symbol: str, spec: FeatureSpec, parts: list[Any]) -> FeatureEngine:
         engine = cls(symbol, spec)
-        now_us, last_price, last_trade_id, last_trade_us, quote = parts[3]
+        now_us, last_price, last_trade_id, last_trade_us, quote, candidate = parts[3]
         engine.now_us, engine.last_price = int(now_us), last_price
         engine.last_trade_id, engine.last_trade_us = int(last_trade_id), int(last_trade_us)
         engine._quote = None if quote is None else msgspec.convert(quote, _Quote)
+        engine.id_candidate = None if candidate is None else (int(candidate[0]), int(candidate[1]))
         engine.trades, engine.duplicates, engine.late, engine.id_resets = (int(x) for x in parts[4])
         engine._windows = TradeWindows.from_state(parts[5])
         engine._rsi = Rsi.from_state(parts[7][0])
