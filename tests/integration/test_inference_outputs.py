@@ -171,6 +171,28 @@ def test_a_slow_connection_costs_the_tick_no_more_than_the_budget(
     wait_for(lambda: server.messages("slow")[-1:] == [DATA])  # it finishes in the background
 
 
+def test_one_deadline_bounds_the_broadcasts_of_every_symbol_of_a_tick(
+    server: ManagementApiServer, registry: RedisConnectionRegistry, make_broadcaster: Make
+) -> None:
+    """Three symbols with a slow client each: the tick waits one budget, not three."""
+    symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    for symbol in symbols:
+        connect(server, registry, f"slow-{symbol}", symbol=symbol)
+    broadcaster = make_broadcaster(budget_ms=200, max_concurrency=3)
+    for symbol in symbols:
+        broadcaster.broadcast(symbol, b"warm-up", NOW)  # connections opened before timing
+        server.delay_s[f"slow-{symbol}"] = 1.0
+    wait_for(lambda: broadcaster.backlog == 0)
+
+    started = time.monotonic()
+    deadline = started + broadcaster.budget_s
+    reports = [broadcaster.broadcast(s, DATA, NOW, deadline=deadline) for s in symbols]
+    waited = time.monotonic() - started
+
+    assert [r.timed_out for r in reports] == [1, 1, 1]
+    assert waited < 0.45  # one 200 ms budget (plus scheduling), not 3 x 200 ms
+
+
 @pytest.mark.parametrize("failing", [False, True], ids=["slow", "slow-and-failing"])
 def test_a_slow_connection_gets_the_newest_message_never_a_queue_of_old_ones(
     failing: bool,

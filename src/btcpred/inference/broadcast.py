@@ -2,7 +2,8 @@
 
 The bounds, whatever the clients do:
 
-* **Time.** A tick waits at most ``budget_ms`` for its posts.
+* **Time.** A tick waits at most ``budget_ms`` for its posts, all symbols together (the
+  service passes one deadline to every symbol's broadcast of the tick).
 * **Backlog.** A connection has at most one post in flight and at most one message waiting.
   A new message for a connection whose earlier one has not started *supersedes* it (the older
   one is dropped, never sent): a slow client gets the newest prediction, not a queue of old
@@ -56,13 +57,33 @@ class BroadcastReport:
 Outcome = Literal["sent", "gone", "failed", "superseded", "dropped"]
 
 
-class _Post:
-    __slots__ = ("connection_id", "data", "outcome")
+class _Batch:
+    """The posts of one broadcast still without an outcome (waited on in O(1), not a scan)."""
 
-    def __init__(self, connection_id: str, data: bytes) -> None:
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
+class _Post:
+    __slots__ = ("_outcome", "batch", "connection_id", "data")
+
+    def __init__(self, connection_id: str, data: bytes, batch: _Batch) -> None:
         self.connection_id = connection_id
         self.data = data
-        self.outcome: Outcome | None = None
+        self.batch = batch
+        self._outcome: Outcome | None = None
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return self._outcome
+
+    @outcome.setter
+    def outcome(self, value: Outcome) -> None:  # under the broadcaster's lock
+        if self._outcome is None:
+            self.batch.left -= 1
+        self._outcome = value
 
 
 class Broadcaster:
@@ -106,17 +127,23 @@ class Broadcaster:
         self.registry_errors = 0
 
     # -- the tick's side ---------------------------------------------------------------------
-    def broadcast(self, symbol: str, data: bytes, now_ms: int) -> BroadcastReport:
-        """Send ``data`` to ``symbol``'s connections; see the module docstring."""
+    def broadcast(
+        self, symbol: str, data: bytes, now_ms: int, *, deadline: float | None = None
+    ) -> BroadcastReport:
+        """Send ``data`` to ``symbol``'s connections; see the module docstring.
+
+        ``deadline`` (``time.monotonic()``) ends the wait instead of the budget: the tick's
+        one deadline for all its symbols.
+        """
         started = time.perf_counter()
         ids = self._connections(symbol, now_ms)
         if not ids:
             return BroadcastReport(ms=(time.perf_counter() - started) * 1000)
         posts, superseded = self._enqueue(ids, data)
+        wait_s = self.budget_s if deadline is None else max(0.0, deadline - time.monotonic())
+        batch = posts[0].batch
         with self._cond:
-            self._cond.wait_for(
-                lambda: all(p.outcome is not None for p in posts), timeout=self.budget_s
-            )
+            self._cond.wait_for(lambda: batch.left == 0, timeout=wait_s)
             outcomes = [p.outcome for p in posts]
         gone = [p.connection_id for p, o in zip(posts, outcomes, strict=True) if o == "gone"]
         self._remove_gone(symbol, gone)
@@ -139,7 +166,9 @@ class Broadcaster:
         return ids
 
     def _enqueue(self, ids: Sequence[str], data: bytes) -> tuple[list[_Post], int]:
-        posts = [_Post(cid, data) for cid in dict.fromkeys(ids)]
+        unique = list(dict.fromkeys(ids))
+        batch = _Batch(len(unique))
+        posts = [_Post(cid, data, batch) for cid in unique]
         superseded = 0
         with self._cond:
             self._stopping = False

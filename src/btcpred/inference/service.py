@@ -331,8 +331,9 @@ class InferenceService:
             except InferenceStoreError as exc:
                 self._store_failed(exc, now_ms)
         if self.broadcaster is not None:
+            deadline = time.monotonic() + self.broadcaster.budget_s  # one budget per tick
             for r in results:
-                b = self.broadcaster.broadcast(r.symbol, r.to_json(), now_ms)
+                b = self.broadcaster.broadcast(r.symbol, r.to_json(), now_ms, deadline=deadline)
                 report.broadcasts.append(b)
                 count_broadcast(self.metrics, b)
         if self.history is not None:
