@@ -556,3 +556,28 @@ def test_a_malformed_query_is_answered_not_raised(http: HttpCall, query: object)
     status, _, _ = http("/prediction/latest", query=query)
 
     assert status in (404, 503)
+
+
+def test_a_reply_that_fails_is_logged_and_the_route_still_answers(
+    ws: WsCall, server: ManagementApiServer, rc: RedisClient
+) -> None:
+    server.connect("c1")
+    ws("$connect", "c1", query={"token": TOKEN})
+    server.failing.add("c1")  # the management API answers 500 for it
+
+    response = ws("$default", "c1", body='{"action": "ping"}')
+
+    assert response["statusCode"] == 200
+    assert members(rc) == {"c1"}  # failing is not gone: the connection stays
+
+
+@pytest.mark.parametrize("stored", [b"\xff\xfe", b"BTC{USDT}", b""])
+def test_disconnect_with_a_corrupt_stored_symbol_still_forgets_the_connection(
+    ws: WsCall, rc: RedisClient, stored: bytes
+) -> None:
+    rc.set(KEYS.connection("c1"), stored)
+
+    response = ws("$disconnect", "c1")
+
+    assert response["statusCode"] == 200
+    assert rc.exists(KEYS.connection("c1")) == 0

@@ -172,12 +172,17 @@ class WebSocketApi:
         return replies
 
     def reply(self, poster: Poster, connection_id: str, replies: list[bytes]) -> None:
-        """Send replies; a connection that is gone is forgotten."""
+        """Send replies; a connection that is gone is forgotten, and a reply that fails
+        otherwise (throttled, forbidden, unreachable endpoint) is logged and given up: the
+        client's message was handled, so the route still answers 200."""
         for data in replies:
             try:
                 poster.post(connection_id, data)
             except GoneError:
                 self.disconnect(connection_id)
+                return
+            except Exception as exc:  # noqa: BLE001 - any management-API failure, logged
+                logger.warning("reply to %s failed: %s: %s", connection_id, type(exc).__name__, exc)
                 return
 
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from btcpred.inference.redisio import redis_errors
-from btcpred.keys import RedisKeys
+from btcpred.keys import KeySchemaError, RedisKeys
 from btcpred.redisconn import RedisClient
 
 __all__ = ["ConnectionRegistry", "RedisConnectionRegistry"]
@@ -45,6 +45,17 @@ class ConnectionRegistry(Protocol):
 
     def symbol_of(self, connection_id: str) -> str | None:
         """The symbol a connection is subscribed to, or None when unknown."""
+
+
+def _members_key(keys: RedisKeys, stored: object) -> str | None:
+    """The set a stored symbol names, or None when the stored value is not a symbol (a
+    corrupt or foreign value: the connection's own key is deleted all the same)."""
+    if not isinstance(stored, bytes | str):
+        return None
+    try:
+        return keys.connections(_text(stored))
+    except (UnicodeDecodeError, KeySchemaError):
+        return None
 
 
 def _text(value: object) -> str:
@@ -86,8 +97,9 @@ class RedisConnectionRegistry:
             symbols = read.execute()
             pipe = self.client.pipeline(transaction=False)
             for cid, sym in zip(connection_ids, symbols, strict=True):
-                if sym is not None:
-                    pipe.zrem(self.keys.connections(_text(sym)), cid)
+                members = _members_key(self.keys, sym)
+                if members is not None:
+                    pipe.zrem(members, cid)
                 pipe.delete(self.keys.connection(cid))
             pipe.execute()
 
