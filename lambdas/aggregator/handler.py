@@ -54,8 +54,11 @@ def build(settings: AggregatorSettings) -> Aggregator:
         raise StoreUnavailableError(f"redis unreachable: {exc}") from exc
     warmer = None
     if settings.warmup_from_rest:
-        rest = BinanceRestClient(
-            settings.binance_rest_url, timeout_s=settings.rest_timeout_s, max_attempts=2
+        rest = BinanceRestClient(  # 2 attempts, 1 s between at most: bounds one warm-up
+            settings.binance_rest_url,
+            timeout_s=settings.rest_timeout_s,
+            max_attempts=2,
+            max_backoff_s=1.0,
         )
         warmer = rest_warmer(lambda s, i, n, end: rest.recent_klines(s, i, n, end_time_ms=end))
     return Aggregator(

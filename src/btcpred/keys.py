@@ -29,9 +29,18 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["SYMBOL_PLACEHOLDER", "KeySchemaError", "PredictionKeys", "RedisKeys", "hash_tag"]
+__all__ = [
+    "DEFAULT_PREDICTION_KEY",
+    "SYMBOL_PLACEHOLDER",
+    "KeySchemaError",
+    "PredictionKeys",
+    "RedisKeys",
+    "hash_tag",
+]
 
 SYMBOL_PLACEHOLDER: Final = "{symbol}"
+DEFAULT_PREDICTION_KEY: Final = "prediction:{symbol}:latest"
+"""``REDIS_PREDICTION_KEY``'s default (the seed's name)."""
 _SYMBOL: Final = re.compile(r"[A-Z0-9]{1,20}")
 
 
@@ -68,7 +77,7 @@ class RedisKeys:
 
     features_prefix: str = "features"
     state_prefix: str = "aggregator"
-    prediction_key: str = "prediction:{symbol}:latest"
+    prediction_key: str = DEFAULT_PREDICTION_KEY
     """``REDIS_PREDICTION_KEY``; ``{symbol}`` becomes the symbol's hash tag."""
     inference_prefix: str = "inference"
     connections_prefix: str = "ws"

@@ -18,6 +18,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "btcpred"
 EDGES = ("cli.py", "cli_model.py", "bench", "sim", "local")
 AWS_SDK = {"boto3", "botocore", "aws_lambda_powertools"}
+ENV_NAMES = {"environ", "environb", "getenv", "putenv"}
 
 
 def core_modules() -> list[Path]:
@@ -36,11 +37,13 @@ def violations(path: Path) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             if node.module.split(".")[0] in AWS_SDK:
                 found.append(node.module)
+            if node.module == "os":
+                found += [f"os.{a.name}" for a in node.names if a.name in ENV_NAMES]
         elif (
             isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Name)
             and node.value.id == "os"
-            and node.attr in {"environ", "environb", "getenv", "putenv"}
+            and node.attr in ENV_NAMES
         ):
             found.append(f"os.{node.attr}")
     return found
@@ -63,8 +66,10 @@ def test_the_scan_catches_what_it_forbids(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text(
         "import os\nimport boto3\nfrom botocore.config import Config\nx = os.environ['A']\n"
-        "y = os.getenv('B')\n",
+        "y = os.getenv('B')\nfrom os import environ, path\n",
         encoding="utf-8",
     )
 
-    assert violations(sample) == ["boto3", "botocore.config", "os.environ", "os.getenv"]
+    assert sorted(violations(sample)) == sorted(
+        ["boto3", "botocore.config", "os.environ", "os.getenv", "os.environ"]
+    )

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from btcpred.keys import RedisKeys
+from btcpred.keys import DEFAULT_PREDICTION_KEY, RedisKeys
 from btcpred.settings import parse as p
 from btcpred.settings.parse import Env
 
@@ -25,7 +25,7 @@ class _ClientSettings:
     redis_url: str = "redis://localhost:6379/0"
     redis_cluster: bool = False
     features_prefix: str = "features"
-    prediction_key: str = "prediction:{symbol}:latest"
+    prediction_key: str = DEFAULT_PREDICTION_KEY
 
     @classmethod
     def _common(cls, env: Mapping[str, str]) -> dict[str, Any]:

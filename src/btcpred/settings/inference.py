@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from btcpred.keys import PredictionKeys, RedisKeys
+from btcpred.keys import DEFAULT_PREDICTION_KEY, PredictionKeys, RedisKeys
 from btcpred.settings import parse as p
 from btcpred.settings.parse import ConfigError, Env
 
@@ -32,7 +32,7 @@ class InferenceSettings:
     redis_url: str = "redis://localhost:6379/0"
     redis_cluster: bool = False
     features_prefix: str = "features"
-    prediction_key: str = "prediction:{symbol}:latest"
+    prediction_key: str = DEFAULT_PREDICTION_KEY
     max_concurrent_predictions: int = 10
     feature_cache_size: int = 100
     model_batch_size: int = 8
