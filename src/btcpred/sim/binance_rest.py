@@ -32,10 +32,10 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Literal, Self
 
 from btcpred.klines import Kline
+from btcpred.sim.services import Service
 
 __all__ = ["BinanceRestServer", "Fault", "FaultQueue", "RequestLog"]
 
@@ -198,7 +198,7 @@ class _Buckets:
         self.ends = [*self.starts[1:], len(source)]
 
 
-class BinanceRestServer:
+class BinanceRestServer(Service):
     """Binance-shaped REST market data for one symbol on a free 127.0.0.1 port.
 
     Parameters
@@ -266,17 +266,6 @@ class BinanceRestServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _layout(self, interval_ms: int) -> _Buckets:
         with self._lock:

@@ -13,15 +13,16 @@ import time
 import urllib.parse
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Self
 
 import orjson
 
+from btcpred.sim.services import Service
+
 __all__ = ["ManagementApiServer"]
 
 
-class ManagementApiServer:
+class ManagementApiServer(Service):
     """Serves ``@connections`` on 127.0.0.1 (port 0 = any free port)."""
 
     def __init__(self, port: int = 0, *, stage: str = "local") -> None:
@@ -60,14 +61,6 @@ class ManagementApiServer:
         """Stop serving."""
         self._server.shutdown()
         self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
         """One request → (status, body, headers)."""

@@ -151,8 +151,8 @@ def _redis_pings(port: int) -> bool:
         return False
 
 
-class _Service:
-    """Context-manager plumbing shared by the servers."""
+class Service:
+    """Context-manager plumbing shared by the local servers: ``with X() as x`` starts and stops."""
 
     def start(self) -> Self:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -172,7 +172,7 @@ class _Service:
         self.stop()
 
 
-class RedisServer(_Service):
+class RedisServer(Service):
     """A throwaway ``redis-server`` on a free 127.0.0.1 port with persistence off.
 
     Parameters
@@ -258,7 +258,7 @@ class RedisServer(_Service):
             self._dir = None
 
 
-class RedisClusterServer(_Service):
+class RedisClusterServer(Service):
     """A throwaway Redis Cluster: ``nodes`` masters on free 127.0.0.1 ports, no replicas.
 
     Each node is a :class:`RedisServer` with ``--cluster-enabled yes``; ``redis-cli --cluster
@@ -340,7 +340,7 @@ class RedisClusterServer(_Service):
         self.nodes = []
 
 
-class PostgresServer(_Service):
+class PostgresServer(Service):
     """A throwaway PostgreSQL cluster on a free 127.0.0.1 port with one empty database.
 
     As root, the cluster belongs to ``os_user`` and its tools run via ``runuser``, because
