@@ -1,0 +1,248 @@
+"""Per-environment configuration: one frozen, validated table that is the only way the
+environments differ.
+
+``app.py`` picks a row by the ``env`` context value (``cdk deploy -c env=prod``); ``account`` and
+``region`` may be overridden from context (``-c account=… -c region=…``). The default account is
+a placeholder whose availability zones are committed in ``cdk.context.json`` so that ``cdk synth``
+works offline; a real deploy passes the operator's account (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+__all__ = [
+    "DEFAULT_ACCOUNT",
+    "DEFAULT_REGION",
+    "ENVIRONMENTS",
+    "AlarmThresholds",
+    "ConfigError",
+    "EnvConfig",
+    "config_for",
+]
+
+DEFAULT_ACCOUNT: Final = "123456789012"
+# Tokyo: Binance serves it (it refuses US regions with HTTP 451) and its matching engine and
+# stream endpoints are close, so the stream and REST round trips are shortest from here.
+DEFAULT_REGION: Final = "ap-northeast-1"
+# Regions from which Binance answers 451 (US) are refused outright.
+_REFUSED_REGION: Final = re.compile(r"us-(east|west|gov-east|gov-west)-\d")
+_LOG_LEVELS: Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})
+# CloudWatch Logs accepts only these retention periods (days).
+_RETENTION_DAYS: Final = frozenset({1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545})
+
+
+class ConfigError(ValueError):
+    """An environment's configuration is invalid; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmThresholds:
+    """What pages a person (every alarm goes to the environment's SNS topic)."""
+
+    max_feature_age_ms: int = 10_000
+    """Feature age p95 over 5 minutes above this: the stream pipeline is stale."""
+    max_fallback_share: float = 0.5
+    """Share of predictions served from the fallback over 15 minutes above this."""
+    min_predictions_per_5min: int = 150
+    """Fewer predictions than this in 5 minutes (200 expected at 1.5 s): the predictor stalls."""
+    max_iterator_age_ms: int = 60_000
+    """Aggregator iterator age above this: the aggregator falls behind the stream."""
+    max_inference_latency_p99_ms: float = 250.0
+    max_error_ratio_vs_random_walk: float = 1.2
+    """Online MAE over the random walk's MAE over 1 hour above this: the model is worse."""
+    lambda_error_count: int = 1
+    """Errors of any function in 5 minutes at or above this."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvConfig:
+    """One environment: sizes, redundancy, retention, protection, thresholds, log levels."""
+
+    name: str
+    account: str = DEFAULT_ACCOUNT
+    region: str = DEFAULT_REGION
+    symbols: tuple[str, ...] = ("BTCUSDT",)
+    # network
+    max_azs: int = 2
+    nat_gateways: int = 1
+    # Kinesis: a shard count, or 0 for on-demand
+    kinesis_shards: int = 1
+    kinesis_retention_hours: int = 24
+    # aggregator event source mapping
+    aggregator_batch_size: int = 500
+    aggregator_batching_window_s: int = 1
+    aggregator_parallelization_factor: int = 1
+    aggregator_retry_attempts: int = 3
+    aggregator_max_record_age_s: int = 3600
+    aggregator_memory_mb: int = 512
+    # inference
+    inference_memory_mb: int = 1024
+    inference_timeout_s: int = 90
+    prediction_interval_s: float = 1.5
+    # ElastiCache Serverless (Valkey) limits
+    cache_max_data_gb: int = 1
+    cache_max_ecpu_per_second: int = 5000
+    cache_snapshot_retention_days: int = 0
+    # RDS PostgreSQL
+    db_instance_class: str = "t4g.micro"
+    db_allocated_storage_gb: int = 20
+    db_max_allocated_storage_gb: int = 50
+    db_multi_az: bool = False
+    db_backup_retention_days: int = 1
+    deletion_protection: bool = False
+    # S3 and logs
+    retain_data: bool = False
+    """Keep buckets, the database and the stream when the stack is deleted."""
+    log_retention_days: int = 14
+    history_expiry_days: int = 90
+    access_log_expiry_days: int = 90
+    log_level: str = "INFO"
+    # WebSocket stage throttling (requests/s and burst, per stage)
+    websocket_rate_limit: float = 200.0
+    websocket_burst_limit: int = 500
+    http_rate_limit: float = 50.0
+    http_burst_limit: int = 100
+    alarms: AlarmThresholds = field(default_factory=AlarmThresholds)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def prefix(self) -> str:
+        """Resource name prefix, e.g. ``btcpred-dev``."""
+        return f"btcpred-{self.name}"
+
+    def with_overrides(self, context: Mapping[str, Any]) -> EnvConfig:
+        """This row with ``account`` and ``region`` from CDK context when given."""
+        changes = {k: str(context[k]) for k in ("account", "region") if context.get(k)}
+        return replace(self, **changes) if changes else self
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: {message}")
+
+
+def _validate(c: EnvConfig) -> None:
+    _check(bool(re.fullmatch(r"[a-z][a-z0-9]{1,15}", c.name)), "name", "lowercase, 2-16 chars")
+    _check(bool(re.fullmatch(r"\d{12}", c.account)), "account", "must be 12 digits")
+    _check(bool(re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", c.region)), "region", "not a region")
+    _check(
+        not _REFUSED_REGION.fullmatch(c.region),
+        "region",
+        f"{c.region}: Binance refuses US regions (HTTP 451); pick one it serves",
+    )
+    _check(2 <= c.max_azs <= 3, "max_azs", "2 or 3 (the database needs two)")
+    _check(1 <= c.nat_gateways <= c.max_azs, "nat_gateways", "between 1 and max_azs")
+    _check(0 <= c.kinesis_shards <= 50, "kinesis_shards", "0 (on-demand) to 50")
+    _check(24 <= c.kinesis_retention_hours <= 8760, "kinesis_retention_hours", "24 to 8760")
+    _check(1 <= c.aggregator_batch_size <= 10_000, "aggregator_batch_size", "1 to 10000")
+    _check(0 <= c.aggregator_batching_window_s <= 300, "aggregator_batching_window_s", "0-300")
+    _check(
+        1 <= c.aggregator_parallelization_factor <= 10,
+        "aggregator_parallelization_factor",
+        "1 to 10",
+    )
+    _check(0 <= c.aggregator_retry_attempts <= 10_000, "aggregator_retry_attempts", "0-10000")
+    _check(
+        60 <= c.aggregator_max_record_age_s <= 604_800,
+        "aggregator_max_record_age_s",
+        "60 to 604800 (never -1: a poison record would block the shard)",
+    )
+    _check(
+        c.inference_timeout_s > 60 and c.inference_timeout_s <= 900,
+        "inference_timeout_s",
+        "longer than the 60 s schedule (so two invocations overlap for the lease handover)",
+    )
+    _check(0.05 <= c.prediction_interval_s <= 30, "prediction_interval_s", "0.05 to 30")
+    _check(1 <= c.cache_max_data_gb <= 5000, "cache_max_data_gb", "1 to 5000")
+    _check(
+        1000 <= c.cache_max_ecpu_per_second <= 15_000_000,
+        "cache_max_ecpu_per_second",
+        "1000 to 15000000",
+    )
+    _check(0 <= c.cache_snapshot_retention_days <= 35, "cache_snapshot_retention_days", "0-35")
+    _check(
+        bool(re.fullmatch(r"[a-z0-9]+\.[a-z0-9]+", c.db_instance_class)),
+        "db_instance_class",
+        "like t4g.micro",
+    )
+    _check(
+        20 <= c.db_allocated_storage_gb <= c.db_max_allocated_storage_gb,
+        "db_allocated_storage_gb",
+        "at least 20 and at most db_max_allocated_storage_gb",
+    )
+    _check(1 <= c.db_backup_retention_days <= 35, "db_backup_retention_days", "1 to 35")
+    _check(c.log_retention_days in _RETENTION_DAYS, "log_retention_days", "a CloudWatch period")
+    _check(c.history_expiry_days >= 30, "history_expiry_days", "at least 30")
+    _check(c.access_log_expiry_days >= 30, "access_log_expiry_days", "at least 30")
+    _check(c.log_level in _LOG_LEVELS, "log_level", f"one of {sorted(_LOG_LEVELS)}")
+    _check(
+        c.websocket_rate_limit > 0 and c.websocket_burst_limit > 0,
+        "websocket throttling",
+        "positive",
+    )
+    _check(c.http_rate_limit > 0 and c.http_burst_limit > 0, "http throttling", "positive")
+    _check(
+        not (c.name == "prod" and not (c.deletion_protection and c.retain_data)),
+        "prod",
+        "must keep deletion protection and retain its data",
+    )
+
+
+ENVIRONMENTS: Final[Mapping[str, EnvConfig]] = {
+    "dev": EnvConfig(name="dev", log_level="DEBUG", log_retention_days=7),
+    "staging": EnvConfig(
+        name="staging",
+        db_instance_class="t4g.small",
+        db_backup_retention_days=7,
+        cache_snapshot_retention_days=1,
+        log_retention_days=30,
+        aggregator_retry_attempts=5,
+    ),
+    "prod": EnvConfig(
+        name="prod",
+        max_azs=3,
+        nat_gateways=2,
+        kinesis_retention_hours=168,
+        aggregator_retry_attempts=10,
+        aggregator_max_record_age_s=21_600,
+        inference_memory_mb=1769,
+        cache_max_data_gb=2,
+        cache_max_ecpu_per_second=20_000,
+        cache_snapshot_retention_days=7,
+        db_instance_class="t4g.medium",
+        db_allocated_storage_gb=50,
+        db_max_allocated_storage_gb=200,
+        db_multi_az=True,
+        db_backup_retention_days=14,
+        deletion_protection=True,
+        retain_data=True,
+        log_retention_days=90,
+        history_expiry_days=730,
+        access_log_expiry_days=365,
+        websocket_rate_limit=1000.0,
+        websocket_burst_limit=2000,
+        http_rate_limit=200.0,
+        http_burst_limit=400,
+        alarms=AlarmThresholds(max_feature_age_ms=5000, max_fallback_share=0.2),
+    ),
+}
+
+
+def config_for(context: Mapping[str, Any]) -> EnvConfig:
+    """The environment named by context ``env`` (default ``dev``), with context overrides.
+
+    Raises
+    ------
+    ConfigError
+        ``env`` names no environment, or an override is invalid.
+    """
+    name = str(context.get("env") or "dev")
+    if name not in ENVIRONMENTS:
+        raise ConfigError(f"env={name!r}: must be one of {', '.join(ENVIRONMENTS)}")
+    return ENVIRONMENTS[name].with_overrides(context)
