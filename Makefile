@@ -6,7 +6,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test run lint typecheck pytest services bench clean
+.PHONY: test run lint typecheck pytest services bench clean synth deploy
+
+CDK := node_modules/.bin/cdk
+ENV ?= dev
 
 test: $(STAMP) services lint typecheck pytest
 
@@ -31,6 +34,24 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-lambda.txt requirem
 services:
 	bash scripts/ensure-services.sh
 
+# The CDK CLI, pinned in package.json/package-lock.json (needs Node >= 20 and npm).
+$(CDK): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make synth needs Node >= 20 with npm: sudo apt-get install -y nodejs npm"; exit 1; }
+	npm ci --no-audit --no-fund --silent
+	touch $(CDK)
+
+# Every environment, offline: no Docker, no AWS credentials (availability zones come from the
+# committed cdk.context.json). Fails on an unacknowledged cdk-nag finding or a cfn-lint error.
+synth: $(STAMP) layers $(CDK)
+	bash scripts/synth.sh
+
+# One environment into the account of your AWS credentials: docs/deploy.md lists the steps
+# before the first deploy (bootstrap, secrets). ACCOUNT and REGION override the config table.
+deploy: $(STAMP) layers $(CDK)
+	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(CDK) deploy --no-notices -c env=$(ENV) \
+		$(if $(ACCOUNT),-c account=$(ACCOUNT)) $(if $(REGION),-c region=$(REGION)) \
+		--require-approval broadening
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -48,4 +69,4 @@ bench: $(STAMP) services
 	$(BIN)/btcpred bench inference
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build src/*.egg-info
+	rm -rf $(VENV) cdk.out node_modules .mypy_cache .pytest_cache .ruff_cache .hypothesis build src/*.egg-info

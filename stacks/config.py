@@ -118,8 +118,9 @@ class EnvConfig:
 
     def with_overrides(self, context: Mapping[str, Any]) -> EnvConfig:
         """This row with ``account`` and ``region`` from CDK context when given."""
-        changes = {k: str(context[k]) for k in ("account", "region") if context.get(k)}
-        return replace(self, **changes) if changes else self
+        account = str(context.get("account") or self.account)
+        region = str(context.get("region") or self.region)
+        return replace(self, account=account, region=region)
 
 
 def _check(ok: bool, name: str, message: str) -> None:

@@ -1,0 +1,40 @@
+"""Small helpers every construct module shares: retention periods, removal policies, tags."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_logs as logs
+
+from stacks.config import EnvConfig
+
+__all__ = ["data_removal_policy", "log_retention"]
+
+_RETENTION: Final = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+}
+
+
+def log_retention(days: int) -> logs.RetentionDays:
+    """The CloudWatch Logs retention period of ``days`` (validated by the config table)."""
+    return _RETENTION[days]
+
+
+def data_removal_policy(config: EnvConfig) -> RemovalPolicy:
+    """What happens to stateful resources when the stack is deleted: kept in environments
+    that retain data (prod), deleted elsewhere (a bucket must be emptied first)."""
+    return RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY

@@ -1,0 +1,145 @@
+"""cdk-nag: the AWS Solutions checks on every synth, and every acknowledgement in one place.
+
+Each acknowledgement names one rule (with the exact finding for IAM wildcards) on the narrowest
+construct it applies to, with the reason a reviewer can check; docs/security.md explains the
+policy decisions behind them. Anything not listed here fails the synth.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_cdk import Acknowledgment, App, Stack, Validations
+from cdk_nag import AwsSolutionsChecks
+from constructs import IConstruct
+
+if TYPE_CHECKING:
+    from stacks.btcpred_stack import BtcpredStack
+
+__all__ = ["attach_checks"]
+
+_ENI = (
+    "Lambda's VPC attachment: the EC2 network-interface actions (AWSLambdaVPCAccessExecutionRole's "
+    "actions, inline) support no resource-level permissions, so AWS requires Resource '*'"
+)
+_RUNTIME = (
+    "Python 3.12 on purpose: the layers are built and import-tested for cp312 arm64 "
+    "(onnxruntime needs Amazon Linux 2023's glibc); moving to a newer runtime is a layer "
+    "rebuild and a test run, tracked in docs/deploy.md"
+)
+_POST = (
+    "one stage's @connections/* with POST only: connection ids are only known at run time, so "
+    "this is the narrowest resource execute-api:ManageConnections can name"
+)
+
+
+def _ack(scope: IConstruct, rule: str, reason: str) -> None:
+    Validations.of(scope).acknowledge(Acknowledgment(id=f"AwsSolutions::{rule}", reason=reason))
+
+
+def _ref(stack: Stack, token: str) -> str:
+    """cdk-nag's spelling of a token inside a finding id (``<LogicalId.Arn>``, ``<Ref>``)."""
+    resolved: Any = stack.resolve(token)
+    if "Fn::GetAtt" in resolved:
+        logical, attr = resolved["Fn::GetAtt"]
+        return f"<{logical}.{attr}>"
+    return f"<{resolved['Ref']}>"
+
+
+def _functions(stack: BtcpredStack) -> None:
+    fns = stack.functions.functions
+    for fn in fns.values():
+        _ack(fn, "AwsSolutions-L1", _RUNTIME)
+        _ack(fn.role or fn, "AwsSolutions-IAM5[Resource::*]", _ENI)
+    inference, websocket = fns["inference"].role, fns["websocket"].role
+    if inference is None or websocket is None:
+        raise RuntimeError("the functions have their own roles")
+    b = stack.buckets
+    _ack(
+        inference,
+        f"AwsSolutions-IAM5[Resource::{_ref(stack, b.models.bucket_arn)}/models/*]",
+        "read-only (s3:GetObject) on the model registry's models/ prefix: the loaded version "
+        "is only known at run time (current.json)",
+    )
+    _ack(
+        inference,
+        f"AwsSolutions-IAM5[Resource::{_ref(stack, b.predictions.bucket_arn)}/predictions/*]",
+        "write-only (s3:PutObject) under predictions/: object names carry the hour and writer",
+    )
+    api = _ref(stack, stack.apis.websocket_api.api_id)
+    post = f"arn:aws:execute-api:{stack.region}:{stack.account}:{api}/live/POST/@connections/*"
+    for role in (inference, websocket):
+        _ack(role, f"AwsSolutions-IAM5[Resource::{post}]", _POST)
+
+
+def _apis(stack: BtcpredStack) -> None:
+    ws, http = stack.apis.websocket_api, stack.apis.http_api
+    _ack(
+        ws,
+        "AwsSolutions-APIG4",
+        "$connect checks the client's token (Secrets Manager) in the WebSocket function and "
+        "refuses the connection with 401; API Gateway allows authorizers only on $connect, and "
+        "$disconnect/$default run on an accepted connection only (docs/security.md)",
+    )
+    _ack(
+        http,
+        "AwsSolutions-APIG4",
+        "public read-only endpoints by design: /health and the latest prediction, the same data "
+        "every WebSocket client gets; throttled at the stage (docs/security.md)",
+    )
+    _ack(
+        stack.node.find_child("ApiGatewayAccount"),
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        "AmazonAPIGatewayPushToCloudWatchLogs]",
+        "the account-level role API Gateway uses to write every API's access logs; AWS's "
+        "managed policy is the documented one for it",
+    )
+
+
+def _data(stack: BtcpredStack) -> None:
+    c = stack.config
+    _ack(stack.events.dlq, "AwsSolutions-SQS3", "this queue is the aggregator's on-failure DLQ")
+    db = stack.database.instance
+    _ack(
+        db,
+        "AwsSolutions-RDS11",
+        "the default port: a non-default port hides nothing from a client inside the VPC, "
+        "and only the history functions' security group may connect at all",
+    )
+    if not c.db_multi_az:
+        _ack(
+            db,
+            "AwsSolutions-RDS3",
+            f"{c.name}: single-AZ by the config table (cost); prod is Multi-AZ",
+        )
+    if not c.deletion_protection:
+        _ack(
+            db, "AwsSolutions-RDS10", f"{c.name}: deletable by the config table; prod is protected"
+        )
+    rotation = "rotated by the documented procedure in docs/deploy.md, not automatically: {why}"
+    _ack(
+        stack.secrets.binance_api_key,
+        "AwsSolutions-SMG4",
+        rotation.format(why="the key is issued by Binance, Secrets Manager cannot renew it"),
+    )
+    _ack(
+        stack.secrets.websocket_token,
+        "AwsSolutions-SMG4",
+        rotation.format(why="every client holds the token, so a rotation is announced"),
+    )
+    _ack(
+        stack.cache.credentials,
+        "AwsSolutions-SMG4",
+        rotation.format(
+            why="the ElastiCache user takes two passwords, so the new one is added, functions "
+            "recycle, then the old one is removed"
+        ),
+    )
+
+
+def attach_checks(app: App, stack: BtcpredStack) -> None:
+    """Run AwsSolutionsChecks on ``app``; acknowledge the reviewed findings of ``stack``."""
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    _functions(stack)
+    _apis(stack)
+    _data(stack)
