@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_ACCOUNT",
     "DEFAULT_REGION",
     "ENVIRONMENTS",
+    "INFERENCE_MAX_FEATURE_AGE_MS",
     "AlarmThresholds",
     "ConfigError",
     "EnvConfig",
@@ -33,6 +34,9 @@ _REFUSED_REGION: Final = re.compile(r"us-(east|west|gov-east|gov-west)-\d")
 _LOG_LEVELS: Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})
 # CloudWatch Logs accepts only these retention periods (days).
 _RETENTION_DAYS: Final = frozenset({1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545})
+# The inference function's MAX_FEATURE_AGE_MS (btcpred.settings.InferenceSettings' default):
+# stream features older than this are not served, so no FeatureAge value exceeds it.
+INFERENCE_MAX_FEATURE_AGE_MS: Final = 5000
 
 
 class ConfigError(ValueError):
@@ -41,21 +45,47 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class AlarmThresholds:
-    """What pages a person (every alarm goes to the environment's SNS topic)."""
+    """What pages a person (every alarm goes to the environment's SNS topic).
 
-    max_feature_age_ms: int = 10_000
-    """Feature age p95 over 5 minutes above this: the stream pipeline is stale."""
+    The alarms that use each field are in ``stacks/alarms.py``; what to do when one fires is in
+    docs/deploy.md (Alarms).
+    """
+
+    max_feature_age_ms: int = 4000
+    """Feature age p95 over 5 minutes above this: the stream pipeline lags. Must stay below
+    :data:`INFERENCE_MAX_FEATURE_AGE_MS`: older features are never served (the predictor falls
+    back instead), so a threshold at or above it could never be crossed."""
     max_fallback_share: float = 0.5
     """Share of predictions served from the fallback over 15 minutes above this."""
     min_predictions_per_5min: int = 150
-    """Fewer predictions than this in 5 minutes (200 expected at 1.5 s): the predictor stalls."""
+    """Fewer predictions than this per symbol in 5 minutes (200 expected at 1.5 s): the
+    predictor stalls. The alarm multiplies it by the number of symbols."""
     max_iterator_age_ms: int = 60_000
     """Aggregator iterator age above this: the aggregator falls behind the stream."""
     max_inference_latency_p99_ms: float = 250.0
     max_error_ratio_vs_random_walk: float = 1.2
     """Online MAE over the random walk's MAE over 1 hour above this: the model is worse."""
+    min_scored_predictions_per_hour: int = 600
+    """The MAE ratio is judged only on at least this many scored predictions in the hour
+    (2400 per symbol expected at 1.5 s)."""
     lambda_error_count: int = 1
     """Errors of any function in 5 minutes at or above this."""
+    lambda_throttle_count: int = 1
+    """Throttled invocations of any function in 5 minutes at or above this."""
+    min_incoming_records_per_5min: int = 1
+    """Fewer records than this written to the stream in 5 minutes: the ingestor is down."""
+    kinesis_write_throttle_count: int = 1
+    """Stream writes refused for throughput in 5 minutes at or above this."""
+    redis_throttled_cmds: int = 1
+    """Redis commands throttled by ElastiCache in 5 minutes at or above this."""
+    min_db_free_storage_gb: float = 2.0
+    """Database free storage below this (GiB)."""
+    max_db_cpu_percent: float = 80.0
+    """Database CPU above this (%) for 15 minutes."""
+    websocket_execution_errors: int = 5
+    """WebSocket API errors calling its function in 5 minutes at or above this."""
+    http_5xx_count: int = 10
+    """HTTP API 5xx responses in 5 minutes at or above this (503 means no fresh prediction)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +223,56 @@ def _validate(c: EnvConfig) -> None:
         "prod",
         "must keep deletion protection and retain its data",
     )
+    _validate_alarms(c)
+
+
+# Alarm thresholds that count events: below 1, "at or above" would alarm all the time and
+# "fewer than" never.
+_COUNT_THRESHOLDS: Final = (
+    "lambda_error_count",
+    "lambda_throttle_count",
+    "min_incoming_records_per_5min",
+    "kinesis_write_throttle_count",
+    "redis_throttled_cmds",
+    "websocket_execution_errors",
+    "http_5xx_count",
+)
+
+
+def _validate_alarms(c: EnvConfig) -> None:
+    a = c.alarms
+    per_5min = 300 / c.prediction_interval_s  # predictions per symbol expected in 5 minutes
+    _check(
+        0 < a.max_feature_age_ms < INFERENCE_MAX_FEATURE_AGE_MS,
+        "alarms.max_feature_age_ms",
+        f"positive and below {INFERENCE_MAX_FEATURE_AGE_MS} (older features are never served)",
+    )
+    _check(0 < a.max_fallback_share < 1, "alarms.max_fallback_share", "between 0 and 1")
+    _check(
+        0 < a.min_predictions_per_5min < per_5min,
+        "alarms.min_predictions_per_5min",
+        f"positive and below the {per_5min:g} expected at one per {c.prediction_interval_s} s",
+    )
+    _check(
+        0 < a.min_scored_predictions_per_hour < 12 * per_5min,
+        "alarms.min_scored_predictions_per_hour",
+        f"positive and below the {12 * per_5min:g} expected per symbol",
+    )
+    _check(
+        a.max_error_ratio_vs_random_walk >= 1,
+        "alarms.max_error_ratio_vs_random_walk",
+        "at least 1 (below it the model beats the random walk)",
+    )
+    _check(a.max_inference_latency_p99_ms > 0, "alarms.max_inference_latency_p99_ms", "positive")
+    _check(a.max_iterator_age_ms >= 1000, "alarms.max_iterator_age_ms", "at least 1000")
+    _check(
+        0 < a.min_db_free_storage_gb < c.db_allocated_storage_gb,
+        "alarms.min_db_free_storage_gb",
+        "positive and below db_allocated_storage_gb",
+    )
+    _check(0 < a.max_db_cpu_percent < 100, "alarms.max_db_cpu_percent", "between 0 and 100")
+    for name in _COUNT_THRESHOLDS:
+        _check(getattr(a, name) >= 1, f"alarms.{name}", "at least 1")
 
 
 ENVIRONMENTS: Final[Mapping[str, EnvConfig]] = {
@@ -230,7 +310,7 @@ ENVIRONMENTS: Final[Mapping[str, EnvConfig]] = {
         websocket_burst_limit=2000,
         http_rate_limit=200.0,
         http_burst_limit=400,
-        alarms=AlarmThresholds(max_feature_age_ms=5000, max_fallback_share=0.2),
+        alarms=AlarmThresholds(max_feature_age_ms=3000, max_fallback_share=0.2),
     ),
 }
 

@@ -1,0 +1,253 @@
+"""Every metric the dashboard and the alarms read, named once.
+
+Application metrics are the functions' CloudWatch EMF output (Powertools ``Metrics``): namespace
+``btcpred`` and exactly one dimension, ``service`` (``inference`` or ``aggregator``); no metric
+carries a ``symbol`` dimension, so every application series sums or aggregates over the
+symbols. The names are those ``btcpred.inference.tickmetrics``, ``btcpred.inference.service``
+and ``lambdas/aggregator/handler.py`` emit (docs/inference.md, docs/aggregator.md).
+
+AWS metrics use each service's own dimensions: ``FunctionName`` (Lambda), ``StreamName``
+(Kinesis), ``QueueName`` (SQS), ``DBInstanceIdentifier`` (RDS), ``clusterId`` (ElastiCache
+Serverless: lower-case ``c``, the cache's name; ``CacheClusterId`` is the node-based caches'
+dimension and finds nothing for a serverless cache) and ``ApiId`` + ``Stage`` (API Gateway, both
+the WebSocket and the HTTP API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_rds as rds
+from aws_cdk import aws_sqs as sqs
+
+__all__ = [
+    "AGGREGATOR",
+    "FUNCTION_KEYS",
+    "INFERENCE",
+    "MINUTE",
+    "NAMESPACE",
+    "MonitoredResources",
+    "Signals",
+]
+
+NAMESPACE: Final = "btcpred"
+"""The EMF namespace of both instrumented functions (``Metrics(namespace="btcpred")``)."""
+INFERENCE: Final = "inference"
+"""The ``service`` dimension of the inference function's metrics."""
+AGGREGATOR: Final = "aggregator"
+"""The ``service`` dimension of the aggregator's metrics."""
+FUNCTION_KEYS: Final = ("aggregator", "inference", "api", "websocket")
+"""The functions the monitoring expects, by the keys of :attr:`MonitoredResources.functions`."""
+MINUTE: Final = Duration.minutes(1)
+
+
+@dataclass(frozen=True)
+class MonitoredResources:
+    """What the monitoring watches (the stack builds these and hands them over).
+
+    Attributes
+    ----------
+    functions
+        The four functions, keyed ``aggregator``, ``inference``, ``api`` and ``websocket``.
+    stream
+        The Kinesis stream the ingestor writes and the aggregator reads.
+    dlq
+        The aggregator's on-failure destination (records it gave up on).
+    cache_name
+        The ElastiCache Serverless cache's name (its metrics' ``clusterId``).
+    database
+        The RDS PostgreSQL instance.
+    websocket_api_id, websocket_stage
+        The WebSocket API and its stage.
+    http_api_id, http_stage
+        The HTTP API and its stage (``$default``).
+    """
+
+    functions: Mapping[str, lambda_.IFunction]
+    stream: kinesis.IStream
+    dlq: sqs.IQueue
+    cache_name: str
+    database: rds.IDatabaseInstance
+    websocket_api_id: str
+    websocket_stage: str
+    http_api_id: str
+    http_stage: str
+
+    def __post_init__(self) -> None:
+        if set(self.functions) != set(FUNCTION_KEYS):
+            raise ValueError(
+                f"functions: expected keys {', '.join(FUNCTION_KEYS)}, got {sorted(self.functions)}"
+            )
+
+
+class Signals:
+    """Metric factories over :class:`MonitoredResources`.
+
+    Every factory takes the metric's name, the statistic and the period; ``label`` names the
+    line on a graph (default: the metric's name).
+
+    Parameters
+    ----------
+    resources
+        What is watched.
+    """
+
+    def __init__(self, resources: MonitoredResources) -> None:
+        self.resources = resources
+
+    def inference(
+        self, name: str, statistic: str = "Sum", period: Duration = MINUTE, label: str | None = None
+    ) -> cw.Metric:
+        """A metric the inference function emits (EMF, ``service=inference``)."""
+        return _emf(INFERENCE, name, statistic, period, label)
+
+    def aggregator(
+        self, name: str, statistic: str = "Sum", period: Duration = MINUTE, label: str | None = None
+    ) -> cw.Metric:
+        """A metric the aggregator emits (EMF, ``service=aggregator``)."""
+        return _emf(AGGREGATOR, name, statistic, period, label)
+
+    def function(
+        self,
+        key: str,
+        name: str,
+        statistic: str = "Sum",
+        period: Duration = MINUTE,
+        label: str | None = None,
+    ) -> cw.Metric:
+        """An ``AWS/Lambda`` metric of one function (``FunctionName``)."""
+        fn = self.resources.functions[key]
+        return fn.metric(name, statistic=statistic, period=period, label=label or key)
+
+    def stream(
+        self, name: str, statistic: str = "Sum", period: Duration = MINUTE, label: str | None = None
+    ) -> cw.Metric:
+        """An ``AWS/Kinesis`` stream-level metric (``StreamName``)."""
+        return self.resources.stream.metric(name, statistic=statistic, period=period, label=label)
+
+    def dlq(
+        self,
+        name: str,
+        statistic: str = "Maximum",
+        period: Duration = MINUTE,
+        label: str | None = None,
+    ) -> cw.Metric:
+        """An ``AWS/SQS`` metric of the dead-letter queue (``QueueName``)."""
+        return self.resources.dlq.metric(name, statistic=statistic, period=period, label=label)
+
+    def cache(
+        self, name: str, statistic: str = "Sum", period: Duration = MINUTE, label: str | None = None
+    ) -> cw.Metric:
+        """An ``AWS/ElastiCache`` metric of the serverless cache (``clusterId``)."""
+        return cw.Metric(
+            namespace="AWS/ElastiCache",
+            metric_name=name,
+            dimensions_map={"clusterId": self.resources.cache_name},
+            statistic=statistic,
+            period=period,
+            label=label,
+        )
+
+    def database(
+        self,
+        name: str,
+        statistic: str = "Average",
+        period: Duration = MINUTE,
+        label: str | None = None,
+    ) -> cw.Metric:
+        """An ``AWS/RDS`` metric of the instance (``DBInstanceIdentifier``)."""
+        return self.resources.database.metric(name, statistic=statistic, period=period, label=label)
+
+    def websocket(
+        self, name: str, statistic: str = "Sum", period: Duration = MINUTE, label: str | None = None
+    ) -> cw.Metric:
+        """An ``AWS/ApiGateway`` metric of the WebSocket API's stage (``ApiId``, ``Stage``)."""
+        r = self.resources
+        return _api(r.websocket_api_id, r.websocket_stage, name, statistic, period, label)
+
+    def http(
+        self, name: str, statistic: str = "Sum", period: Duration = MINUTE, label: str | None = None
+    ) -> cw.Metric:
+        """An ``AWS/ApiGateway`` metric of the HTTP API's stage (``ApiId``, ``Stage``)."""
+        r = self.resources
+        return _api(r.http_api_id, r.http_stage, name, statistic, period, label)
+
+    def fallback_share(self, period: Duration, scale: float = 1.0) -> cw.MathExpression:
+        """``PredictionsFromFallback / Predictions`` times ``scale`` (100 for a percentage).
+
+        A period without any fallback has no ``PredictionsFromFallback`` data point (the
+        metric is only emitted for a fallback prediction), so it is filled with 0; a period
+        without predictions has no value at all. The expression's ids end in the period's
+        minutes, so one graph can show two periods.
+        """
+        m = f"{period.to_minutes():g}"
+        share = f"FILL(fallback{m}, 0) / predictions{m}"
+        return cw.MathExpression(
+            expression=share if scale == 1 else f"{scale:g} * {share}",
+            using_metrics={
+                f"fallback{m}": self.inference("PredictionsFromFallback", "Sum", period),
+                f"predictions{m}": self.inference("Predictions", "Sum", period),
+            },
+            label=f"fallback share over {m} min" + (" (%)" if scale == 100 else ""),
+            period=period,
+        )
+
+    def error_ratio(self, period: Duration, min_samples: int = 0) -> cw.MathExpression:
+        """Mean ``AbsError`` over mean ``NaiveAbsError`` (above 1: worse than the random walk).
+
+        With ``min_samples`` the ratio is 0 (judged fine) while fewer predictions than that
+        were scored in the period: a handful of scores says nothing about the model.
+        """
+        ratio = "model / naive"
+        expression = f"IF(scored >= {min_samples}, {ratio}, 0)" if min_samples else ratio
+        using = {
+            "model": self.inference("AbsError", "Average", period),
+            "naive": self.inference("NaiveAbsError", "Average", period),
+        }
+        if min_samples:
+            using["scored"] = self.inference("AbsError", "SampleCount", period)
+        return cw.MathExpression(
+            expression=expression,
+            using_metrics=using,
+            label="model MAE / random-walk MAE",
+            period=period,
+        )
+
+    def ecpu_per_second(self, period: Duration = MINUTE) -> cw.MathExpression:
+        """ElastiCache processing units consumed per second (the cache's limit is per second)."""
+        return cw.MathExpression(
+            expression="ecpu / PERIOD(ecpu)",
+            using_metrics={"ecpu": self.cache("ElastiCacheProcessingUnits", "Sum", period)},
+            label="ECPU per second",
+            period=period,
+        )
+
+
+def _emf(service: str, name: str, statistic: str, period: Duration, label: str | None) -> cw.Metric:
+    return cw.Metric(
+        namespace=NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": service},
+        statistic=statistic,
+        period=period,
+        label=label,
+    )
+
+
+def _api(
+    api_id: str, stage: str, name: str, statistic: str, period: Duration, label: str | None
+) -> cw.Metric:
+    return cw.Metric(
+        namespace="AWS/ApiGateway",
+        metric_name=name,
+        dimensions_map={"ApiId": api_id, "Stage": stage},
+        statistic=statistic,
+        period=period,
+        label=label,
+    )
