@@ -82,7 +82,6 @@ class HistoryDatabase(Construct):
             auto_minor_version_upgrade=True,
             instance_identifier=identifier,
             cloudwatch_logs_exports=list(_LOG_EXPORTS),
-            enable_performance_insights=True,
             copy_tags_to_snapshot=True,
         )
         self.instance.node.add_dependency(*log_groups)
