@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test run lint typecheck pytest services bench clean
+.PHONY: test run lint typecheck pytest services bench layers clean
 
 test: $(STAMP) services lint typecheck pytest
 
@@ -46,6 +46,10 @@ bench: $(STAMP) services
 	$(BIN)/btcpred bench aggregator
 	$(BIN)/btcpred bench model
 	$(BIN)/btcpred bench inference
+
+# the Lambda layers (aarch64, Python 3.12) into build/layers; incremental (docs/layers.md)
+layers: $(STAMP)
+	$(BIN)/python -m layers.build
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build src/*.egg-info
