@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test run lint typecheck pytest services bench clean synth deploy
+.PHONY: test run lint typecheck pytest services bench layers clean synth deploy
 
 CDK := node_modules/.bin/cdk
 ENV ?= dev
@@ -67,6 +67,10 @@ bench: $(STAMP) services
 	$(BIN)/btcpred bench aggregator
 	$(BIN)/btcpred bench model
 	$(BIN)/btcpred bench inference
+
+# the Lambda layers (aarch64, Python 3.12) into build/layers; incremental (docs/layers.md)
+layers: $(STAMP)
+	$(BIN)/python -m layers.build
 
 clean:
 	rm -rf $(VENV) cdk.out node_modules .mypy_cache .pytest_cache .ruff_cache .hypothesis build src/*.egg-info

@@ -1,17 +1,26 @@
-"""Synthesize every environment once per session, the way ``make synth`` does (cdk.json's
-context, cdk-nag attached), and hand the templates to the tests."""
+"""Session fixtures of the infrastructure tests: the Lambda layers (``layers/``), built once,
+and every environment synthesized once, the way ``make synth`` does (cdk.json's context,
+cdk-nag attached).
+
+Both layer builds go to the repository's own ``build/layers`` (the aarch64 layers the CDK app
+deploys, and the ``x86_64`` twin this machine can import), so they are incremental: the first
+session downloads the wheels and builds (seconds with pip's cache), later ones find every stamp
+up to date. A failing pip fails the tests: they need PyPI, which every machine of the project
+reaches.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from layers.build import BuildResult, build_all
+from layers.recipes import DEFAULT_ROOT
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
@@ -40,15 +49,37 @@ class Synthesized:
         return {k: v for k, v in self.template["Resources"].items() if v["Type"] == kind}
 
 
+@dataclass(frozen=True, slots=True)
+class Built:
+    """One session build: its results and what it printed."""
+
+    target: str
+    root: Path
+    results: dict[str, BuildResult]
+    log: list[str]
+
+
+def _build(target: str) -> Built:
+    log: list[str] = []
+    results = build_all(target=target, root=DEFAULT_ROOT, log=log.append)
+    return Built(target, DEFAULT_ROOT, {r.name: r for r in results}, log)
+
+
 @pytest.fixture(scope="session")
-def built_layers() -> None:
-    """The layers the functions reference (incremental: cheap after the first build)."""
-    subprocess.run([sys.executable, "-m", "layers.build"], cwd=ROOT, check=True)
+def aarch64_layers() -> Built:
+    """The real layers (Lambda arm64, Python 3.12), built or found up to date."""
+    return _build("aarch64")
+
+
+@pytest.fixture(scope="session")
+def x86_64_layers() -> Built:
+    """The x86_64 twin for this interpreter's Python, built or found up to date."""
+    return _build("x86_64")
 
 
 @pytest.fixture(scope="session")
 def synthesized(
-    built_layers: None, tmp_path_factory: pytest.TempPathFactory
+    aarch64_layers: Built, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Synthesized]:
     """dev, staging and prod, synthesized through ``stacks.btcpred_stack.build``."""
     import aws_cdk as cdk
