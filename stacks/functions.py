@@ -169,7 +169,9 @@ class Functions(Construct):
             runtime=lambda_.Runtime.PYTHON_3_12,
             architecture=lambda_.Architecture.ARM_64,
             handler="handler.handler",
-            code=lambda_.Code.from_asset(str(LAMBDAS_DIR / spec.name)),
+            code=lambda_.Code.from_asset(
+                str(LAMBDAS_DIR / spec.name), exclude=["__pycache__", "*.pyc"]
+            ),
             layers=[self._layers[n] for n in FUNCTION_LAYERS[spec.name]],
             memory_size=memory,
             timeout=Duration.seconds(timeout),
