@@ -4,7 +4,7 @@ One stack per environment rather than a stateful and a stateless stack: cross-st
 would lock the cache, stream and buckets to their consumers (an export in use cannot change),
 and an S3 notification to a function in another stack makes a dependency cycle. Stateful
 resources are protected instead by removal policies, deletion protection and, in prod,
-termination protection (docs/decisions.md 53).
+termination protection (docs/decisions.md 54).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The feature store: ElastiCache Serverless (Valkey), TLS only, RBAC, in the isolated subnets.
 
-Serverless rather than a replication group, in every environment (docs/decisions.md 52): the
+Serverless rather than a replication group, in every environment (docs/decisions.md 53): the
 working set is a few kilobytes per symbol, so the smallest node would sit ~99 % idle while its
 hourly price is several times the serverless floor; serverless is Multi-AZ without sizing, and
 always a Redis Cluster with TLS, which the code supports since the hardening issue. The
@@ -17,12 +17,7 @@ from aws_cdk import aws_elasticache as elasticache
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
-from btcpred.keys import RedisKeys
-
-
-def acl_access_string(keys: RedisKeys) -> str:  # TEMP until the redisauth branch lands
-    return "on ~* +@all"
-
+from btcpred.keys import RedisKeys, acl_access_string
 
 from stacks.common import data_removal_policy
 from stacks.config import EnvConfig

@@ -6,7 +6,8 @@ per ``POISON_RECORD_POLICY``), then the batch is applied by :class:`btcpred.aggr
 in one Redis transaction per partition key. A group whose transaction fails is reported by its
 lowest sequence number, so Lambda redelivers from there and the (shard, partition key)
 checkpoints skip what the other groups already applied; if every group fails the handler raises
-and Lambda retries the whole batch.
+and Lambda retries the whole batch. The Redis credentials are read from the secret
+``REDIS_AUTH_SECRET_ARN`` at cold start, when set (unreadable: ``CredentialsError``, retried).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from btcpred.aggregator import (
     kinesis_inputs,
     rest_warmer,
 )
+from btcpred.aws import redis_credentials
 from btcpred.records import RecordFormatError
 from btcpred.redisconn import connect
 from btcpred.settings import AggregatorSettings
@@ -41,8 +43,14 @@ _aggregator: Aggregator | None = None
 
 def build(settings: AggregatorSettings) -> Aggregator:
     """Wire the aggregator from settings (runs once per cold start)."""
+    credentials = redis_credentials(settings.redis_auth_secret_arn)
     try:  # a cluster client reads the slot map on first use: here, for the commit script
-        client = connect(settings.redis_url, cluster=settings.redis_cluster, timeout_s=2.0)
+        client = connect(
+            settings.redis_url,
+            cluster=settings.redis_cluster,
+            timeout_s=2.0,
+            credentials=credentials,
+        )
         store = RedisFeatureStore(
             client,
             settings.redis_keys,

@@ -3,6 +3,8 @@
 The service is built once per cold start (model loaded, session warmed up) and kept warm; each
 invocation runs :func:`btcpred.inference.run_loop` until ``LOOP_STOP_MARGIN_MS`` before its
 time runs out. A Redis lease makes exactly one overlapping invocation the active predictor.
+The Redis credentials (secret ``REDIS_AUTH_SECRET_ARN``) are read at cold start; if they cannot
+be, the function starts anyway, predicts from REST and reads them again later (btcpred.aws).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
+from btcpred.aws import lazy_redis_credentials
 from btcpred.inference import InferenceService, build_service, run_loop
 from btcpred.inference.aws import EmfMetrics
 from btcpred.settings import InferenceSettings
@@ -49,6 +52,7 @@ def build(settings: InferenceSettings) -> InferenceService:
         metrics=EmfMetrics(metrics),
         s3_client=boto3.client("s3") if needs_s3 else None,
         apigw_client=apigw,
+        credentials=lazy_redis_credentials(settings.redis_auth_secret_arn),
     )
 
 

@@ -1,8 +1,9 @@
 """WebSocket API Lambda: ``$connect``, ``$disconnect`` and ``$default`` (thin edge).
 
 The routes' logic is :class:`btcpred.inference.clients.WebSocketApi`; the connection token is
-``WEBSOCKET_TOKEN`` or, in AWS, the Secrets Manager secret ``WEBSOCKET_TOKEN_SECRET_ARN``
-(read once per cold start). Replies go back through the management API of the calling stage.
+``WEBSOCKET_TOKEN`` or, in AWS, the Secrets Manager secret ``WEBSOCKET_TOKEN_SECRET_ARN``, and
+the Redis credentials the secret ``REDIS_AUTH_SECRET_ARN`` (both read once per cold start,
+through one client). Replies go back through the management API of the calling stage.
 Light: no numpy, onnxruntime or fastavro in this function's import graph.
 """
 
@@ -16,6 +17,7 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from btcpred.aws import redis_credentials, secrets_client
 from btcpred.inference.clients import WebSocketApi
 from btcpred.inference.connections import RedisConnectionRegistry
 from btcpred.inference.posting import ManagementApiPoster
@@ -29,16 +31,17 @@ _posters: dict[str, ManagementApiPoster] = {}
 
 
 def build(settings: WebSocketSettings) -> WebSocketApi:
-    """Wire the routes (once per cold start)."""
-    token = settings.websocket_token
-    if token is None and settings.websocket_token_secret_arn is not None:
-        secrets = boto3.client("secretsmanager")
-        token = secrets.get_secret_value(SecretId=settings.websocket_token_secret_arn)[
-            "SecretString"
-        ]
+    """Wire the routes (once per cold start); an unreadable Redis secret raises CredentialsError."""
+    token, token_arn = settings.websocket_token, settings.websocket_token_secret_arn
+    secrets = secrets_client() if token_arn or settings.redis_auth_secret_arn else None
+    if token is None and token_arn is not None and secrets is not None:
+        token = secrets.get_secret_value(SecretId=token_arn)["SecretString"]
     if not token:
         logger.error("no WEBSOCKET_TOKEN or WEBSOCKET_TOKEN_SECRET_ARN: refusing every client")
-    client = connect(settings.redis_url, cluster=settings.redis_cluster, timeout_s=1.0)
+    credentials = redis_credentials(settings.redis_auth_secret_arn, secrets)
+    client = connect(
+        settings.redis_url, cluster=settings.redis_cluster, timeout_s=1.0, credentials=credentials
+    )
     keys = settings.redis_keys
     store = InferenceStore(client, keys)
     registry = RedisConnectionRegistry(client, ttl_s=settings.connection_ttl_s, keys=keys)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from btcpred.keys import acl_access_string
 from btcpred.settings import (
     AggregatorSettings,
     HttpSettings,
@@ -110,6 +111,14 @@ def test_every_variable_of_a_function_is_read_by_its_settings_and_parses(
     assert settings.redis_url.startswith("rediss://"), "TLS to the cache"
     assert settings.redis_auth_secret_arn == TOKEN_VALUES["REDIS_AUTH_SECRET_ARN"]
     assert variables["SYMBOLS"] == ",".join(ENVIRONMENTS[each.env].symbols)
+    (app_user,) = [
+        u["Properties"]
+        for u in each.resources("AWS::ElastiCache::User").values()
+        if u["Properties"]["UserName"] != "default"
+    ]
+    assert app_user["AccessString"] == acl_access_string(settings.redis_keys), (
+        f"{name}'s keys are not exactly what the cache user may touch"
+    )
 
 
 def test_no_secret_value_is_in_an_environment_variable_or_the_template(each: Synthesized) -> None:

@@ -108,3 +108,61 @@ def test_a_bad_client_setting_names_the_variable(env: dict[str, str], name: str)
     for settings in (HttpSettings, WebSocketSettings):
         with pytest.raises(ConfigError, match=name):
             settings.from_env(env)
+
+
+# -- REDIS_AUTH_SECRET_ARN: every settings object that connects to Redis ------------------------
+EVERY_REDIS_SETTINGS = (AggregatorSettings, InferenceSettings, HttpSettings, WebSocketSettings)
+SECRET_ARN = "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:btcpred/redis-AbCdEf"  # noqa: S105
+
+
+@pytest.mark.parametrize("settings", EVERY_REDIS_SETTINGS)
+@pytest.mark.parametrize(
+    "arn",
+    [
+        SECRET_ARN,
+        "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:app",
+        "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:a/b_c+d=e.f@g-h",
+    ],
+)
+def test_the_redis_auth_secret_arn_is_parsed_by_every_redis_function(
+    settings: type[AggregatorSettings | InferenceSettings | HttpSettings | WebSocketSettings],
+    arn: str,
+) -> None:
+    found = settings.from_env({"REDIS_AUTH_SECRET_ARN": f" {arn} ", "REDIS_TLS": "true"})
+
+    assert found.redis_auth_secret_arn == arn
+    assert settings.from_env({}).redis_auth_secret_arn is None
+
+
+@pytest.mark.parametrize("settings", EVERY_REDIS_SETTINGS)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "btcpred/redis-app",  # a name, not an ARN
+        SECRET_ARN.replace("secretsmanager", "ssm"),
+        SECRET_ARN.replace("123456789012", "1234"),
+        SECRET_ARN.replace(":secret:", ":parameter:"),
+        SECRET_ARN.replace("ap-northeast-1", "tokyo"),
+        SECRET_ARN.replace("arn:aws", "arn:gcp"),
+        SECRET_ARN + " extra",
+    ],
+)
+def test_a_bad_redis_auth_secret_arn_names_the_variable(
+    settings: type[AggregatorSettings | InferenceSettings | HttpSettings | WebSocketSettings],
+    value: str,
+) -> None:
+    with pytest.raises(ConfigError, match="REDIS_AUTH_SECRET_ARN"):
+        settings.from_env({"REDIS_AUTH_SECRET_ARN": value})
+
+
+@pytest.mark.parametrize("settings", EVERY_REDIS_SETTINGS)
+def test_credentials_in_both_the_url_and_a_secret_are_refused(
+    settings: type[AggregatorSettings | InferenceSettings | HttpSettings | WebSocketSettings],
+) -> None:
+    env = {"REDIS_URL": "redis://app:pw@cache:6379/0", "REDIS_AUTH_SECRET_ARN": SECRET_ARN}
+
+    with pytest.raises(ConfigError, match="REDIS_AUTH_SECRET_ARN") as raised:
+        settings.from_env(env)
+
+    assert "pw" not in str(raised.value)
+    assert settings.from_env({"REDIS_URL": env["REDIS_URL"]}).redis_url == env["REDIS_URL"]

@@ -3,7 +3,8 @@
 The core is every module of ``src/btcpred`` except the edges that run as tools on a developer's
 machine: the command line (``cli*.py``), the benchmarks (``bench/``), the simulators and local
 service runners (``sim/``) and the local stack (``local/``), and the AWS side of a port, which
-lives in a module named ``aws.py`` (e.g. ``inference/aws.py``, metrics through Powertools).
+lives in a module named ``aws.py`` (``inference/aws.py``, metrics through Powertools;
+``btcpred/aws.py``, the handlers' Secrets Manager client and Redis credentials).
 Lambda handlers and the container entry point live outside ``src`` and pass ``os.environ`` and
 AWS clients in.
 """
@@ -55,6 +56,8 @@ def test_the_core_is_what_the_readme_says_it_is() -> None:
     assert len(modules) > 50  # the scan really walked the package
     assert SRC / "aggregator" / "core.py" in modules
     assert SRC / "cli.py" not in modules
+    assert SRC / "credentials.py" in modules  # the secret's parsing and the port are core
+    assert SRC / "aws.py" not in modules  # making the boto3 client is the edge
 
 
 @pytest.mark.parametrize("path", core_modules(), ids=lambda p: str(p.relative_to(SRC)))

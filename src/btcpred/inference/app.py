@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from btcpred.credentials import RedisCredentials
 from btcpred.inference.broadcast import Broadcaster, ManagementApiPoster
 from btcpred.inference.connections import RedisConnectionRegistry
 from btcpred.inference.outputs import HistoryWriter, Metrics
@@ -16,7 +17,7 @@ from btcpred.inference.reload import ModelSource
 from btcpred.inference.service import InferenceService, RestFeatures
 from btcpred.model import OnnxModel
 from btcpred.model.registry import S3Client, open_store
-from btcpred.redisconn import RedisClient, connect
+from btcpred.redisconn import LazyCredentials, RedisClient, connect
 from btcpred.settings import InferenceSettings
 from btcpred.sources.binance_rest import BinanceRestClient
 
@@ -27,14 +28,23 @@ LOOP_REDIS_TIMEOUT_S = 0.25
 
 
 def redis_client(
-    settings: InferenceSettings, *, timeout_s: float = LOOP_REDIS_TIMEOUT_S
+    settings: InferenceSettings,
+    *,
+    timeout_s: float = LOOP_REDIS_TIMEOUT_S,
+    credentials: RedisCredentials | LazyCredentials | None = None,
 ) -> RedisClient:
     """The configured client (``REDIS_CLUSTER`` says which kind) with the loop's timeouts.
 
     A cluster client connects on first use (:func:`btcpred.redisconn.connect`), so the
-    predictor starts while Redis is down and reaches it at its next retry.
+    predictor starts while Redis is down and reaches it at its next retry; so it does while
+    :class:`~btcpred.redisconn.LazyCredentials` cannot be read yet.
     """
-    return connect(settings.redis_url, cluster=settings.redis_cluster, timeout_s=timeout_s)
+    return connect(
+        settings.redis_url,
+        cluster=settings.redis_cluster,
+        timeout_s=timeout_s,
+        credentials=credentials,
+    )
 
 
 def build_service(
@@ -47,12 +57,15 @@ def build_service(
     apigw_client: Any = None,
     rest: bool = True,
     model: OnnxModel | None = None,
+    credentials: RedisCredentials | LazyCredentials | None = None,
 ) -> InferenceService:
     """Load the model (cold start: one session, one warm-up run) and wire every output.
 
     ``model`` serves an already loaded model instead (the local replay), never reloaded.
     Without ``client``, the client is :func:`redis_client` of the settings (single node or
-    cluster), connecting on first use, so Redis being down does not stop the start.
+    cluster) authenticating with ``credentials``, connecting on first use, so Redis being down
+    (or its credentials unreadable, with :class:`~btcpred.redisconn.LazyCredentials`) does not
+    stop the start.
 
     Raises
     ------
@@ -63,7 +76,7 @@ def build_service(
     if model is None:
         source = ModelSource(settings.model_path, settings.model_name, s3_client)
         model = source.load()  # includes the warm-up (probe) run
-    client = client if client is not None else redis_client(settings)
+    client = client if client is not None else redis_client(settings, credentials=credentials)
     predictor = Predictor(
         model, cache_size=settings.feature_cache_size, batch_size=settings.model_batch_size
     )

@@ -34,12 +34,15 @@ class AggregatorSettings:
     """Settings of the aggregator function.
 
     ``symbols`` are the symbols whose records are applied (others are counted and dropped);
-    ``warmup_budget_s`` bounds the REST warm-ups of one invocation in total.
+    ``warmup_budget_s`` bounds the REST warm-ups of one invocation in total;
+    ``redis_auth_secret_arn`` names the Secrets Manager secret with the Redis credentials
+    (:mod:`btcpred.credentials`), read at cold start.
     """
 
     symbols: tuple[str, ...] = ("BTCUSDT",)
     redis_url: str = "redis://localhost:6379/0"
     redis_cluster: bool = False
+    redis_auth_secret_arn: str | None = None
     features_prefix: str = "features"
     state_prefix: str = "aggregator"
     features_ttl_s: int = 300
@@ -61,10 +64,12 @@ class AggregatorSettings:
             A variable holds an invalid value.
         """
         d = cls()
+        url = p.redis_url(env)
         return cls(
             symbols=p.read(env, Env.SYMBOLS, d.symbols, p.symbols),
-            redis_url=p.redis_url(env),
+            redis_url=url,
             redis_cluster=p.read(env, Env.REDIS_CLUSTER, d.redis_cluster, p.bool_),
+            redis_auth_secret_arn=p.redis_auth_secret_arn(env, url),
             features_prefix=p.read(env, Env.REDIS_FEATURES_KEY_PREFIX, d.features_prefix, p.prefix),
             state_prefix=p.read(env, Env.AGGREGATOR_STATE_PREFIX, d.state_prefix, p.prefix),
             features_ttl_s=p.read(env, Env.FEATURES_TTL_SECONDS, d.features_ttl_s, p.positive_int),

@@ -24,6 +24,8 @@ class _ClientSettings:
     interval_s: float = 1.5
     redis_url: str = "redis://localhost:6379/0"
     redis_cluster: bool = False
+    redis_auth_secret_arn: str | None = None
+    """The Secrets Manager secret with the Redis credentials (:mod:`btcpred.credentials`)."""
     features_prefix: str = "features"
     prediction_key: str = DEFAULT_PREDICTION_KEY
 
@@ -31,12 +33,14 @@ class _ClientSettings:
     def _common(cls, env: Mapping[str, str]) -> dict[str, Any]:
         d = cls()
         symbols, key = p.symbols_and_prediction_key(env, d.symbols, d.prediction_key)
+        url = p.redis_url(env)
         return {
             "symbols": symbols,
             "prediction_key": key,
             "interval_s": p.read(env, Env.PREDICTION_INTERVAL_SECONDS, d.interval_s, p.interval),
-            "redis_url": p.redis_url(env),
+            "redis_url": url,
             "redis_cluster": p.read(env, Env.REDIS_CLUSTER, d.redis_cluster, p.bool_),
+            "redis_auth_secret_arn": p.redis_auth_secret_arn(env, url),
             "features_prefix": p.read(
                 env, Env.REDIS_FEATURES_KEY_PREFIX, d.features_prefix, p.prefix
             ),

@@ -21,7 +21,8 @@ class InferenceSettings:
     (``prediction:{S}:latest`` → ``prediction:{S}:history`` …). ``max_concurrent_predictions``
     bounds the parallel WebSocket deliveries of one tick; ``feature_cache_size`` the recent
     prices and last-known feature values kept per symbol; ``model_batch_size`` the symbols
-    predicted in one ONNX run.
+    predicted in one ONNX run; ``redis_auth_secret_arn`` names the Secrets Manager secret with
+    the Redis credentials (:mod:`btcpred.credentials`).
     """
 
     model_path: str = "models"
@@ -31,6 +32,7 @@ class InferenceSettings:
     max_feature_age_ms: int = 5000
     redis_url: str = "redis://localhost:6379/0"
     redis_cluster: bool = False
+    redis_auth_secret_arn: str | None = None
     features_prefix: str = "features"
     prediction_key: str = DEFAULT_PREDICTION_KEY
     max_concurrent_predictions: int = 10
@@ -66,6 +68,7 @@ class InferenceSettings:
                 f"{Env.BROADCAST_BUDGET_MS.value}={budget}: must be shorter than the "
                 f"prediction interval ({interval * 1000:g} ms)"
             )
+        url = p.redis_url(env)
         return cls(
             model_path=p.read(env, Env.MODEL_PATH, d.model_path, p.location),
             model_name=p.read(env, Env.MODEL_NAME, d.model_name, p.prefix),
@@ -74,8 +77,9 @@ class InferenceSettings:
             max_feature_age_ms=p.read(
                 env, Env.MAX_FEATURE_AGE_MS, d.max_feature_age_ms, p.positive_int
             ),
-            redis_url=p.redis_url(env),
+            redis_url=url,
             redis_cluster=p.read(env, Env.REDIS_CLUSTER, d.redis_cluster, p.bool_),
+            redis_auth_secret_arn=p.redis_auth_secret_arn(env, url),
             features_prefix=p.read(env, Env.REDIS_FEATURES_KEY_PREFIX, d.features_prefix, p.prefix),
             prediction_key=key,
             max_concurrent_predictions=p.read(

@@ -10,8 +10,9 @@ import enum
 import re
 from collections.abc import Callable, Mapping
 from typing import Final, TypeVar
+from urllib.parse import urlsplit
 
-__all__ = ["ConfigError", "Env", "read", "redis_url"]
+__all__ = ["ConfigError", "Env", "read", "redis_auth_secret_arn", "redis_url"]
 
 _T = TypeVar("_T")
 
@@ -28,6 +29,7 @@ class Env(enum.StrEnum):
     REDIS_PORT = "REDIS_PORT"
     REDIS_TLS = "REDIS_TLS"
     REDIS_CLUSTER = "REDIS_CLUSTER"
+    REDIS_AUTH_SECRET_ARN = "REDIS_AUTH_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
     REDIS_FEATURES_KEY_PREFIX = "REDIS_FEATURES_KEY_PREFIX"
     AGGREGATOR_STATE_PREFIX = "AGGREGATOR_STATE_PREFIX"
     FEATURES_TTL_SECONDS = "FEATURES_TTL_SECONDS"
@@ -63,6 +65,9 @@ class Env(enum.StrEnum):
 
 _PREFIX: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _HOST: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?")
+_SECRET_ARN: Final = re.compile(
+    r"arn:aws[a-z-]*:secretsmanager:[a-z]{2}(?:-[a-z]+)+-\d+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+"
+)
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -161,6 +166,32 @@ def redis_url(env: Mapping[str, str]) -> str:
     port = read(env, Env.REDIS_PORT, 6379, positive_int)
     scheme = "rediss" if read(env, Env.REDIS_TLS, False, bool_) else "redis"
     return f"{scheme}://{name}:{port}/0"
+
+
+def secret_arn(text: str) -> str:
+    if not _SECRET_ARN.fullmatch(text):
+        raise ValueError(
+            "must be a Secrets Manager secret ARN: "
+            "arn:aws:secretsmanager:<region>:<12-digit account>:secret:<name>"
+        )
+    return text
+
+
+def redis_auth_secret_arn(env: Mapping[str, str], redis_url: str) -> str | None:
+    """``REDIS_AUTH_SECRET_ARN``: the secret holding the Redis credentials, if any.
+
+    Raises
+    ------
+    ConfigError
+        Not a secret ARN, or set while ``redis_url`` holds credentials too (one source only).
+    """
+    arn = read(env, Env.REDIS_AUTH_SECRET_ARN, None, secret_arn)
+    if arn is not None and urlsplit(redis_url).netloc.rpartition("@")[1]:
+        raise ConfigError(
+            f"{Env.REDIS_AUTH_SECRET_ARN.value} is set and {Env.REDIS_URL.value} holds "
+            "credentials too: give them in one place only"
+        )
+    return arn
 
 
 def url(text: str) -> str:
