@@ -123,12 +123,11 @@ class BtcpredStack(Stack):
                 actions=["s3:GetObject"], resources=[models.arn_for_objects(f"{MODEL_PREFIX}/*")]
             )
         )
+        # ListBucket on the registry (which holds only models): without it S3 answers a
+        # missing key with 403 instead of 404, and a missing current.json would read as a
+        # permission error. A GetObject carries no s3:prefix, so no prefix condition.
         fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[models.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{MODEL_PREFIX}/*"]}},
-            )
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[models.bucket_arn])
         )
         fn.add_to_role_policy(
             iam.PolicyStatement(
@@ -137,6 +136,9 @@ class BtcpredStack(Stack):
             )
         )
         self.functions.allow_posting(fn, self.apis.websocket_api.api_id, WEBSOCKET_STAGE)
+        # Lambda's own async queue would retry a failed or throttled start (twice, for up to
+        # 6 h): with reserved concurrency 2 a retry collides with the next minute's start.
+        fn.configure_async_invoke(retry_attempts=0, max_event_age=Duration.seconds(60))
         events.Rule(
             self,
             "EveryMinute",

@@ -18,8 +18,6 @@ from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
 from btcpred.keys import RedisKeys, acl_access_string
-
-from stacks.common import data_removal_policy
 from stacks.config import EnvConfig
 from stacks.network import Network
 
@@ -65,7 +63,18 @@ class FeatureCache(Construct):
                 include_space=False,
                 password_length=64,
             ),
-            removal_policy=data_removal_policy(config),
+        )
+        # A Valkey user group holds only users that authenticate (no "no-password-required"),
+        # and the user named "default" is what unauthenticated connections become: switched
+        # off, with a random password nobody reads, it admits no one.
+        self.default_secret = default_secret = sm.Secret(
+            self,
+            "DefaultUserSecret",
+            secret_name=f"{config.prefix}/redis-default-user",
+            description="Password of the disabled ElastiCache default user (never used)",
+            generate_secret_string=sm.SecretStringGenerator(
+                exclude_punctuation=True, include_space=False, password_length=64
+            ),
         )
         default_user = elasticache.CfnUser(
             self,
@@ -74,7 +83,10 @@ class FeatureCache(Construct):
             user_id=f"{config.prefix}-default",
             user_name="default",
             access_string="off -@all",
-            authentication_mode={"Type": "no-password-required"},
+            authentication_mode={
+                "Type": "password",
+                "Passwords": [default_secret.secret_value.unsafe_unwrap()],
+            },
         )
         app_user = elasticache.CfnUser(
             self,
@@ -118,7 +130,8 @@ class FeatureCache(Construct):
             snapshot_retention_limit=config.cache_snapshot_retention_days or None,
         )
         self.cache.node.add_dependency(group)
-        self.cache.apply_removal_policy(data_removal_policy(config))
+        # Deleted with the stack in every environment: the features, predictions and lease
+        # rebuild within minutes of a new cache, and a retained cache would pin the VPC.
         self.name = f"{config.prefix}-features"
         self.host = self.cache.attr_endpoint_address
         self.port = self.cache.attr_endpoint_port

@@ -36,5 +36,9 @@ def log_retention(days: int) -> logs.RetentionDays:
 
 def data_removal_policy(config: EnvConfig) -> RemovalPolicy:
     """What happens to stateful resources when the stack is deleted: kept in environments
-    that retain data (prod), deleted elsewhere (a bucket must be emptied first)."""
-    return RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+    that retain data (prod), deleted elsewhere (a bucket must be emptied first). The cache is
+    always deleted (its content rebuilds within minutes) and the database snapshotted
+    (:mod:`stacks.database`)."""
+    # RETAIN_ON_UPDATE_OR_DELETE, not RETAIN: a first deploy that fails and rolls back must not
+    # leave named resources behind that make the retry fail with "already exists".
+    return RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE if config.retain_data else RemovalPolicy.DESTROY

@@ -19,7 +19,7 @@ from stacks.network import Network
 __all__ = ["HistoryDatabase"]
 
 _LOG_EXPORTS = ("postgresql", "upgrade")
-ENGINE = rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_6)
+ENGINE = rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9)
 
 
 class HistoryDatabase(Construct):
@@ -77,7 +77,7 @@ class HistoryDatabase(Construct):
             publicly_accessible=False,
             backup_retention=Duration.days(config.db_backup_retention_days),
             deletion_protection=config.deletion_protection,
-            removal_policy=data_removal_policy(config),
+            removal_policy=RemovalPolicy.SNAPSHOT if config.retain_data else RemovalPolicy.DESTROY,
             iam_authentication=True,
             auto_minor_version_upgrade=True,
             instance_identifier=identifier,
@@ -88,6 +88,7 @@ class HistoryDatabase(Construct):
         if self.instance.secret is None:  # from_generated_secret always makes one
             raise RuntimeError("the database instance has no generated secret")
         self.secret = self.instance.secret
+        self.secret.apply_removal_policy(data_removal_policy(config))
         # Rotation runs in the app subnets: it needs Secrets Manager's public endpoint (NAT).
         self.instance.add_rotation_single_user(
             automatically_after=Duration.days(30),

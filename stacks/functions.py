@@ -19,8 +19,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-from layers.recipes import FUNCTION_LAYERS, layer_path
 
+from layers.recipes import FUNCTION_LAYERS, layer_path
 from stacks.cache import FeatureCache
 from stacks.common import log_retention
 from stacks.config import EnvConfig

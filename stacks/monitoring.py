@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -20,6 +20,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.alarms import build_alarms
+from stacks.common import data_removal_policy
 from stacks.config import EnvConfig
 from stacks.dashboard import build_dashboard
 from stacks.signals import MonitoredResources, Signals
@@ -90,7 +91,7 @@ def _alarm_topic(scope: Construct, config: EnvConfig) -> tuple[kms.Key, sns.Topi
         description=f"{config.prefix}: encrypts the alarm topic",
         enable_key_rotation=True,
         pending_window=Duration.days(7),
-        removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+        removal_policy=data_removal_policy(config),
     )
     key.add_to_resource_policy(
         iam.PolicyStatement(

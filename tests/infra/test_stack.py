@@ -185,6 +185,14 @@ def test_inference_runs_every_minute_overlapping_by_at_most_two(each: Synthesize
     assert rule["ScheduleExpression"] == "rate(1 minute)"
     (target,) = rule["Targets"]
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
+    (invoke,) = [
+        c["Properties"]
+        for c in each.resources("AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["FunctionName"] == {"Ref": inf_id}
+    ]
+    assert (invoke["MaximumRetryAttempts"], invoke["MaximumEventAgeInSeconds"]) == (0, 60), (
+        "Lambda's async queue must not retry a start into the next minute's"
+    )
 
 
 def test_functions_run_on_arm64_python_312_in_private_subnets(each: Synthesized) -> None:
@@ -348,7 +356,12 @@ def test_environments_differ_as_their_config_rows_say(synthesized: dict[str, Syn
         assert db["Properties"]["MultiAZ"] is config.db_multi_az
         assert db["Properties"]["DeletionProtection"] is config.deletion_protection
         assert db["Properties"]["BackupRetentionPeriod"] == config.db_backup_retention_days
-        assert db["DeletionPolicy"] == ("Retain" if config.retain_data else "Delete")
+        assert db["DeletionPolicy"] == ("Snapshot" if config.retain_data else "Delete")
+        assert db["UpdateReplacePolicy"] == ("Snapshot" if config.retain_data else "Delete")
+        for kind in ("AWS::S3::Bucket", "AWS::Kinesis::Stream"):
+            for resource in s.resources(kind).values():
+                kept = resource.get("DeletionPolicy") == "RetainExceptOnCreate"
+                assert kept is config.retain_data, f"{env}: {kind}"
         (stream,) = s.resources("AWS::Kinesis::Stream").values()
         assert stream["Properties"]["RetentionPeriodHours"] == config.kinesis_retention_hours
     assert synthesized["prod"].stack.termination_protection is True

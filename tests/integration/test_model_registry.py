@@ -187,3 +187,35 @@ def test_cli_list_reports_a_corrupt_metadata_file(
     assert code == 1
     assert line.startswith("btcpred: error: ")
     assert "metadata.json" in line
+
+
+def test_an_s3_failure_other_than_a_missing_key_is_a_registry_error() -> None:
+    with mock_aws():
+        client = boto3.client("s3", region_name="eu-west-1")
+        registry = open_registry("s3://no-such-bucket/models", client)
+        with pytest.raises(RegistryError) as caught:
+            registry.current("btcpred-mlp")
+        cause = caught.value.__cause__
+        assert isinstance(cause, client.exceptions.NoSuchBucket)
+
+
+def test_an_unreachable_s3_endpoint_is_a_registry_error_and_the_served_model_stays() -> None:
+    from botocore.config import Config
+
+    from btcpred.inference.reload import ModelSource
+    from btcpred.model.runtime import OnnxModel
+
+    shipped = Path(__file__).resolve().parents[2] / "models" / "btcpred-mlp" / "1.0.0"
+    served = OnnxModel.load(shipped)
+    client = boto3.client(
+        "s3",
+        region_name="eu-west-1",
+        endpoint_url="http://127.0.0.1:9",  # discard port: nothing listens
+        aws_access_key_id="test",
+        aws_secret_access_key="test",  # noqa: S106 - a dummy credential for a dead endpoint
+        config=Config(connect_timeout=0.5, retries={"max_attempts": 1}),
+    )
+    source = ModelSource("s3://models/models", "btcpred-mlp", client)
+    outcome = source.check(served)
+    assert outcome.model is None
+    assert outcome.rejected is not None, "refused and reported, the invocation goes on"

@@ -128,9 +128,11 @@ class S3ObjectStore:
         """See :class:`ObjectStore`."""
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            data: bytes = response["Body"].read()
         except self.client.exceptions.NoSuchKey:
             return None
-        data: bytes = response["Body"].read()
+        except Exception as exc:  # noqa: BLE001 - any S3 or network failure is the registry's
+            raise RegistryError(f"{self!r}/{key}: {type(exc).__name__}: {exc}") from exc
         return data
 
     def put(self, key: str, data: bytes) -> None:
