@@ -482,25 +482,41 @@ def test_the_invocation_ends_with_no_broadcast_thread_or_post_left(
 
 
 # -- item 1: the Lambda handler itself on a Redis Cluster ---------------------------------------
+def inference_handler_env(
+    aws_env: pytest.MonkeyPatch,
+    redis_url: str,
+    *,
+    cluster: bool,
+    rest_url: str,
+    secret_arn: str | None = None,
+) -> None:
+    """The inference handler's environment for a short test loop: the shipped model, 0.2 s
+    ticks, the REST fallback at ``rest_url``, no WebSocket endpoint or history."""
+    values = {
+        "REDIS_URL": redis_url,
+        "REDIS_CLUSTER": str(cluster).lower(),
+        "MODEL_PATH": SHIPPED,
+        "PREDICTION_INTERVAL_SECONDS": "0.2",
+        "BROADCAST_BUDGET_MS": "100",
+        "LOOP_STOP_MARGIN_MS": "100",
+        "BINANCE_REST_URL": rest_url,
+        "POWERTOOLS_METRICS_NAMESPACE": "btcpred",
+    }
+    if secret_arn is not None:
+        values["REDIS_AUTH_SECRET_ARN"] = secret_arn
+    for name, value in values.items():
+        aws_env.setenv(name, value)
+    for name in ("WEBSOCKET_ENDPOINT", "SYMBOLS", "PREDICTION_HISTORY_URI"):
+        aws_env.delenv(name, raising=False)
+
+
 def test_the_inference_handler_predicts_against_a_redis_cluster(
     aws_env: pytest.MonkeyPatch,
     redis_cluster_client: RedisClient,
     redis_cluster_url: str,
     rest: BinanceRestServer,
 ) -> None:
-    for name, value in {
-        "REDIS_URL": redis_cluster_url,
-        "REDIS_CLUSTER": "true",
-        "MODEL_PATH": SHIPPED,
-        "PREDICTION_INTERVAL_SECONDS": "0.2",
-        "BROADCAST_BUDGET_MS": "100",
-        "LOOP_STOP_MARGIN_MS": "100",
-        "BINANCE_REST_URL": rest.url,
-        "POWERTOOLS_METRICS_NAMESPACE": "btcpred",
-    }.items():
-        aws_env.setenv(name, value)
-    for name in ("WEBSOCKET_ENDPOINT", "SYMBOLS", "PREDICTION_HISTORY_URI"):
-        aws_env.delenv(name, raising=False)
+    inference_handler_env(aws_env, redis_cluster_url, cluster=True, rest_url=rest.url)
     now = time.time_ns() // 1_000_000
     redis_cluster_client.set(LATEST, features(now))
     module = load_lambda_module(ROOT / "lambdas" / "inference" / "handler.py", "inference_cluster")

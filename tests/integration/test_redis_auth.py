@@ -57,6 +57,7 @@ from btcpred.sim.management_api import ManagementApiServer
 from btcpred.sources.capture import Capture
 from tests.integration.test_aggregator_handler import events_of, reference
 from tests.integration.test_client_handlers import http_handler, stored_result, ws_handler
+from tests.integration.test_inference_hardening import inference_handler_env
 from tests.samples import COMPLETE_FEATURES
 
 pytestmark = pytest.mark.services
@@ -307,34 +308,15 @@ def test_the_inference_service_predicts_broadcasts_and_hands_over_as_the_app_use
     assert app_user.refused() == []
 
 
-def inference_env(
-    aws_env: pytest.MonkeyPatch, app_user: AppUser, secret_arn: str, rest: BinanceRestServer
-) -> None:
-    """The inference handler's environment: a short loop as the app user whose secret is
-    ``secret_arn``, the REST fallback on the local server."""
-    for name, value in {
-        "REDIS_URL": app_user.url,
-        "REDIS_CLUSTER": str(app_user.cluster).lower(),
-        "REDIS_AUTH_SECRET_ARN": secret_arn,
-        "MODEL_PATH": SHIPPED,
-        "PREDICTION_INTERVAL_SECONDS": "0.2",
-        "BROADCAST_BUDGET_MS": "100",
-        "LOOP_STOP_MARGIN_MS": "100",
-        "BINANCE_REST_URL": rest.url,
-        "POWERTOOLS_METRICS_NAMESPACE": "btcpred",
-    }.items():
-        aws_env.setenv(name, value)
-    for name in ("WEBSOCKET_ENDPOINT", "SYMBOLS", "PREDICTION_HISTORY_URI"):
-        aws_env.delenv(name, raising=False)
-
-
 def test_the_inference_handler_reads_its_secret_and_predicts_as_the_app_user(
     app_user: AppUser, aws_env: pytest.MonkeyPatch, rest: BinanceRestServer
 ) -> None:
     app_user.admin.set(LATEST, features(time.time_ns() // 1_000_000))
     with mock_aws():
         arn = create_secret("btcpred/redis-app", app_user.secret_string)
-        inference_env(aws_env, app_user, arn, rest)
+        inference_handler_env(
+            aws_env, app_user.url, cluster=app_user.cluster, rest_url=rest.url, secret_arn=arn
+        )
         module = load_lambda_module(LAMBDAS / "inference" / "handler.py", "inference_acl")
 
         response = module.handler(
@@ -460,7 +442,9 @@ def test_the_inference_function_starts_without_its_secret_and_predicts_from_rest
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     app_user.admin.set(LATEST, features(time.time_ns() // 1_000_000))  # fresh, but unreachable
-    inference_env(aws_env, app_user, MISSING_ARN, rest)
+    inference_handler_env(
+        aws_env, app_user.url, cluster=app_user.cluster, rest_url=rest.url, secret_arn=MISSING_ARN
+    )
     module = load_lambda_module(LAMBDAS / "inference" / "handler.py", "inference_no_secret")
 
     with mock_aws(), caplog.at_level(logging.WARNING):
