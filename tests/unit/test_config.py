@@ -166,3 +166,10 @@ def test_credentials_in_both_the_url_and_a_secret_are_refused(
 
     assert "pw" not in str(raised.value)
     assert settings.from_env({"REDIS_URL": env["REDIS_URL"]}).redis_url == env["REDIS_URL"]
+
+
+def test_the_websocket_token_secret_arn_is_checked_like_the_redis_one() -> None:
+    ws = WebSocketSettings.from_env({"WEBSOCKET_TOKEN_SECRET_ARN": SECRET_ARN})
+    assert ws.websocket_token_secret_arn == SECRET_ARN
+    with pytest.raises(ConfigError, match="WEBSOCKET_TOKEN_SECRET_ARN"):
+        WebSocketSettings.from_env({"WEBSOCKET_TOKEN_SECRET_ARN": "btcpred/websocket-token"})

@@ -102,7 +102,9 @@ class WebSocketSettings(_ClientSettings):
             **cls._common(env),
             websocket_endpoint=p.read(env, Env.WEBSOCKET_ENDPOINT, None, p.endpoint),
             websocket_token=p.read(env, Env.WEBSOCKET_TOKEN, None, p.text),
-            websocket_token_secret_arn=p.read(env, Env.WEBSOCKET_TOKEN_SECRET_ARN, None, p.text),
+            websocket_token_secret_arn=p.read(
+                env, Env.WEBSOCKET_TOKEN_SECRET_ARN, None, p.secret_arn
+            ),
             connection_ttl_s=p.read(
                 env, Env.CONNECTION_TTL_SECONDS, d.connection_ttl_s, p.positive_int
             ),
