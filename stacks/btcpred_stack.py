@@ -29,12 +29,9 @@ from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.nag import attach_checks
 from stacks.network import Network
 from stacks.secrets import AppSecrets
-from stacks.storage import Buckets
+from stacks.storage import HISTORY_PREFIX, MODEL_PREFIX, Buckets
 
 __all__ = ["BtcpredStack", "build"]
-
-MODEL_PREFIX = "models"
-HISTORY_PREFIX = "predictions"
 
 
 class BtcpredStack(Stack):

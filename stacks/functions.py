@@ -8,7 +8,6 @@ and read at cold start.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -26,7 +25,7 @@ from stacks.common import log_retention
 from stacks.config import EnvConfig
 from stacks.network import Network
 
-__all__ = ["ENI_STATEMENT", "LAMBDAS_DIR", "SPECS", "FunctionSpec", "Functions"]
+__all__ = ["ENI_STATEMENT", "LAMBDAS_DIR", "FunctionSpec", "Functions", "function_specs"]
 
 LAMBDAS_DIR: Final = Path(__file__).resolve().parent.parent / "lambdas"
 
@@ -55,23 +54,30 @@ class FunctionSpec:
     description: str
     memory_mb: int
     timeout_s: int
+    reserved_concurrency: int | None = None
 
 
-SPECS: Final[Mapping[str, FunctionSpec]] = {
-    "aggregator": FunctionSpec(
-        "aggregator", "Kinesis market events -> the twelve features in Redis", 512, 60
-    ),
-    "inference": FunctionSpec(
-        "inference",
-        "Every minute: a prediction every interval until the lease hands over",
-        1024,
-        90,
-    ),
-    "api": FunctionSpec("api", "HTTP API: GET /health, GET /prediction/latest", 256, 10),
-    "websocket": FunctionSpec(
-        "websocket", "WebSocket API: $connect, $disconnect, $default", 256, 10
-    ),
-}
+def function_specs(config: EnvConfig) -> dict[str, FunctionSpec]:
+    """The four functions, sized by the environment's row where it sizes them."""
+    return {
+        "aggregator": FunctionSpec(
+            "aggregator",
+            "Kinesis market events -> the twelve features in Redis",
+            config.aggregator_memory_mb,
+            60,
+        ),
+        "inference": FunctionSpec(
+            "inference",
+            "Every minute: a prediction every interval until the lease hands over",
+            config.inference_memory_mb,
+            config.inference_timeout_s,
+            reserved_concurrency=2,  # the one running and the one taking over the lease
+        ),
+        "api": FunctionSpec("api", "HTTP API: GET /health, GET /prediction/latest", 256, 10),
+        "websocket": FunctionSpec(
+            "websocket", "WebSocket API: $connect, $disconnect, $default", 256, 10
+        ),
+    }
 
 
 class Functions(Construct):
@@ -114,7 +120,7 @@ class Functions(Construct):
         cache.allow_from(self.security_group)
         self._layers = self._build_layers()
         self.functions: dict[str, lambda_.Function] = {
-            name: self._function(spec) for name, spec in SPECS.items()
+            name: self._function(spec) for name, spec in function_specs(config).items()
         }
         for fn in self.functions.values():
             cache.credentials.grant_read(fn)
@@ -156,11 +162,6 @@ class Functions(Construct):
             )
         )
         role.add_to_policy(ENI_STATEMENT)
-        memory, timeout = spec.memory_mb, spec.timeout_s
-        if spec.name == "aggregator":
-            memory = config.aggregator_memory_mb
-        if spec.name == "inference":
-            memory, timeout = config.inference_memory_mb, config.inference_timeout_s
         return lambda_.Function(
             self,
             spec.name,
@@ -173,15 +174,15 @@ class Functions(Construct):
                 str(LAMBDAS_DIR / spec.name), exclude=["__pycache__", "*.pyc"]
             ),
             layers=[self._layers[n] for n in FUNCTION_LAYERS[spec.name]],
-            memory_size=memory,
-            timeout=Duration.seconds(timeout),
+            memory_size=spec.memory_mb,
+            timeout=Duration.seconds(spec.timeout_s),
             role=role,
             log_group=log_group,
             vpc=self._network.vpc,
             vpc_subnets=self._network.app_subnets,
             security_groups=[self.security_group],
             environment=self.redis_environment(),
-            reserved_concurrent_executions=2 if spec.name == "inference" else None,
+            reserved_concurrent_executions=spec.reserved_concurrency,
         )
 
     def redis_environment(self) -> dict[str, str]:

@@ -13,6 +13,9 @@ from aws_cdk import Acknowledgment, App, Stack, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from stacks.apis import WEBSOCKET_STAGE
+from stacks.storage import HISTORY_PREFIX, MODEL_PREFIX
+
 if TYPE_CHECKING:
     from stacks.btcpred_stack import BtcpredStack
 
@@ -57,17 +60,18 @@ def _functions(stack: BtcpredStack) -> None:
     b = stack.buckets
     _ack(
         inference,
-        f"AwsSolutions-IAM5[Resource::{_ref(stack, b.models.bucket_arn)}/models/*]",
+        f"AwsSolutions-IAM5[Resource::{_ref(stack, b.models.bucket_arn)}/{MODEL_PREFIX}/*]",
         "read-only (s3:GetObject) on the model registry's models/ prefix: the loaded version "
         "is only known at run time (current.json)",
     )
     _ack(
         inference,
-        f"AwsSolutions-IAM5[Resource::{_ref(stack, b.predictions.bucket_arn)}/predictions/*]",
+        f"AwsSolutions-IAM5[Resource::{_ref(stack, b.predictions.bucket_arn)}/{HISTORY_PREFIX}/*]",
         "write-only (s3:PutObject) under predictions/: object names carry the hour and writer",
     )
     api = _ref(stack, stack.apis.websocket_api.api_id)
-    post = f"arn:aws:execute-api:{stack.region}:{stack.account}:{api}/live/POST/@connections/*"
+    stage = f"{api}/{WEBSOCKET_STAGE}"
+    post = f"arn:aws:execute-api:{stack.region}:{stack.account}:{stage}/POST/@connections/*"
     for role in (inference, websocket):
         _ack(role, f"AwsSolutions-IAM5[Resource::{post}]", _POST)
 

@@ -15,7 +15,12 @@ from constructs import Construct
 from stacks.common import data_removal_policy
 from stacks.config import EnvConfig
 
-__all__ = ["Buckets"]
+__all__ = ["HISTORY_PREFIX", "MODEL_PREFIX", "Buckets"]
+
+MODEL_PREFIX = "models"
+"""Where the registry lives in the model bucket (``MODEL_PATH=s3://bucket/models``)."""
+HISTORY_PREFIX = "predictions"
+"""Where the prediction history goes in its bucket."""
 
 
 class Buckets(Construct):
