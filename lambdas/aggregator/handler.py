@@ -82,6 +82,8 @@ def _emit(result: BatchResult, reported: int, seconds: float) -> None:
     counts = {
         "Records": result.records,
         "Events": result.events,
+        "GapMessages": result.gap_messages,
+        "GapIds": result.gap_ids,
         "DecodeFailures": result.poison_records + reported,
         "MisroutedRecords": result.misrouted_records,
         "UnknownSymbolRecords": result.unknown_symbol_records,

@@ -25,7 +25,12 @@ __all__ = [
     "DepthDiff",
     "DepthSnapshot",
     "Event",
+    "GAP_REASONS",
+    "GAP_STREAMS",
+    "Gap",
+    "GapReason",
     "Level",
+    "StreamItem",
     "Trade",
     "common_exponent",
     "format_decimal",
@@ -244,3 +249,38 @@ def _float_levels(
 
 Event: TypeAlias = Trade | BestBidAsk | DepthDiff | DepthSnapshot
 """Any market event."""
+
+GapReason: TypeAlias = str
+"""Why ids are missing: ``reconnect``, ``rotation``, ``sequence`` (the exchange skipped them on
+a live connection), ``overflow`` (the ingestor's buffer shed them) or ``shutdown`` (not sent
+before the process stopped). See docs/ingestor.md."""
+
+GAP_REASONS = frozenset({"reconnect", "rotation", "sequence", "overflow", "shutdown"})
+GAP_STREAMS = frozenset({"trade", "depth"})
+
+
+class Gap(msgspec.Struct, frozen=True, gc=False):
+    """Ids of one (symbol, stream) that never reached the stream: ``from_id..to_id`` inclusive.
+
+    Not a market event: the ingestor's explicit record that data is missing, so a consumer
+    never has to guess. ``stream`` is ``trade`` (trade ids) or ``depth`` (book update ids);
+    ``event_time_us`` is the exchange time of the event that revealed the gap (or the local
+    time when none did).
+    """
+
+    symbol: str
+    event_time_us: int
+    stream: str
+    from_id: int
+    to_id: int
+    reason: GapReason
+    receive_time_ns: int = 0
+
+    @property
+    def size(self) -> int:
+        """How many ids are missing."""
+        return self.to_id - self.from_id + 1
+
+
+StreamItem: TypeAlias = Event | Gap
+"""What goes on the Kinesis stream: a market event or an explicit gap."""

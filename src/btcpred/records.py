@@ -23,11 +23,14 @@ from typing import Any, Final
 import orjson
 
 from btcpred.events import (
+    GAP_REASONS,
+    GAP_STREAMS,
     BestBidAsk,
     DepthDiff,
     DepthSnapshot,
-    Event,
+    Gap,
     Level,
+    StreamItem,
     Trade,
     common_exponent,
     format_decimal,
@@ -90,10 +93,27 @@ def _levels_out(levels: tuple[Level, ...], price_exp: int, qty_exp: int) -> list
     return [[format_decimal(p, price_exp), format_decimal(q, qty_exp)] for p, q in levels]
 
 
+def _gap_message(gap: Gap, ingest_ts_ms: int, source: str) -> dict[str, Any]:
+    return {
+        "message_type": "gap",
+        "symbol": gap.symbol,
+        "timestamp": gap.event_time_us,
+        "stream": gap.stream,
+        "from": gap.from_id,
+        "to": gap.to_id,
+        "reason": gap.reason,
+        "receive_time_ns": gap.receive_time_ns,
+        "ingest_ts": ingest_ts_ms,
+        "source": source,
+    }
+
+
 def event_to_message(
-    event: Event, *, ingest_ts_ms: int, source: str = SOURCE_SBE
+    event: StreamItem, *, ingest_ts_ms: int, source: str = SOURCE_SBE
 ) -> dict[str, Any]:
-    """Return the JSON message (as a dict) for one event."""
+    """Return the JSON message (as a dict) for one event or gap."""
+    if isinstance(event, Gap):
+        return _gap_message(event, ingest_ts_ms, source)
     pe, qe = event.price_exponent, event.qty_exponent
     head: dict[str, Any]
     if isinstance(event, Trade):
@@ -207,8 +227,20 @@ def _book(msg: dict[str, Any]) -> tuple[tuple[Level, ...], tuple[Level, ...], in
     return _levels_in(msg["bids"], pe, qe), _levels_in(msg["asks"], pe, qe), pe, qe
 
 
-def message_to_event(msg: Any) -> Event:
-    """Turn one JSON message (a dict) back into its event.
+def _gap(msg: dict[str, Any], symbol: str, ts: int, recv: int) -> Gap:
+    stream, reason = _str(msg, "stream"), _str(msg, "reason")
+    if stream not in GAP_STREAMS:
+        raise ValueError(f"unknown gap stream {stream[:20]!r}")
+    if reason not in GAP_REASONS:
+        raise ValueError(f"unknown gap reason {reason[:20]!r}")
+    first, last = _int(msg, "from"), _int(msg, "to")
+    if not 0 <= first <= last:
+        raise ValueError(f"gap range {first}..{last} is empty or negative")
+    return Gap(symbol, ts, stream, first, last, reason, recv)
+
+
+def message_to_event(msg: Any) -> StreamItem:
+    """Turn one JSON message (a dict) back into its event (or gap).
 
     Raises
     ------
@@ -233,13 +265,15 @@ def message_to_event(msg: Any) -> Event:
         if kind == "depth_snapshot":
             bids, asks, pe, qe = _book(msg)
             return DepthSnapshot(symbol, ts, _int(msg, "last_update_id"), pe, qe, bids, asks, recv)
+        if kind == "gap":
+            return _gap(msg, symbol, ts, recv)
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordFormatError(f"bad {kind} message: {type(exc).__name__}: {exc}") from None
     raise RecordFormatError(f"unknown message_type {str(kind)[:40]!r}")
 
 
 def pack_records(
-    events: Iterable[Event],
+    events: Iterable[StreamItem],
     *,
     ingest_ts_ms: int,
     source: str = SOURCE_SBE,
@@ -280,7 +314,7 @@ def _record(key: str, parts: list[bytes]) -> KinesisRecord:
     return KinesisRecord(key, data, len(parts))
 
 
-def unpack_record(data: bytes) -> list[Event]:
+def unpack_record(data: bytes) -> list[StreamItem]:
     """Turn a record's data (one message or an array of them) back into events.
 
     Raises
@@ -296,7 +330,7 @@ def unpack_record(data: bytes) -> list[Event]:
         return [message_to_event(obj)]
     if not isinstance(obj, list):
         raise RecordFormatError(f"record is a JSON {type(obj).__name__}")
-    events = []
+    events: list[StreamItem] = []
     for index, msg in enumerate(obj):
         try:
             events.append(message_to_event(msg))

@@ -182,3 +182,51 @@ def test_depth_level_finer_than_its_exponent_is_rejected() -> None:
 
     with pytest.raises(RecordFormatError):
         message_to_event(message)
+
+
+def test_a_gap_round_trips_through_a_record_beside_events() -> None:
+    from btcpred.events import Gap
+
+    gap = Gap("BTCUSDT", 1_723_161_600_000_000, "trade", 3_735_683_260, 3_735_683_270, "rotation")
+    (record,) = pack_records([gap], ingest_ts_ms=1_723_161_600_001)
+    assert orjson.loads(record.data) == {
+        "message_type": "gap",
+        "symbol": "BTCUSDT",
+        "timestamp": 1_723_161_600_000_000,
+        "stream": "trade",
+        "from": 3_735_683_260,
+        "to": 3_735_683_270,
+        "reason": "rotation",
+        "receive_time_ns": 0,
+        "ingest_ts": 1_723_161_600_001,
+        "source": "sbe",
+    }
+    assert unpack_record(record.data) == [gap]
+    assert gap.size == 11
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("stream", "bestbidask", "unknown gap stream"),
+        ("reason", "because", "unknown gap reason"),
+        ("from", 9, "empty or negative"),
+        ("to", -1, "empty or negative"),
+        ("from", "1", "must be an integer"),
+    ],
+)
+def test_a_malformed_gap_is_a_record_format_error(field: str, value: object, needle: str) -> None:
+    msg = {
+        "message_type": "gap",
+        "symbol": "BTCUSDT",
+        "timestamp": 1_723_161_600_000_000,
+        "stream": "depth",
+        "from": 5,
+        "to": 8,
+        "reason": "sequence",
+    }
+    msg[field] = value
+    if field == "to":
+        msg["from"] = 0
+    with pytest.raises(RecordFormatError, match=needle):
+        unpack_record(orjson.dumps(msg))

@@ -45,6 +45,10 @@ class BatchResult:
     held_records: int = 0
     """Records after a reported record of the same (shard, partition key), left for the retry."""
     events: int = 0
+    gap_messages: int = 0
+    """The ingestor's ``gap`` messages (missing ids it recorded), counted and not applied."""
+    gap_ids: int = 0
+    """Ids inside those gaps: trades or book updates that never reached the stream."""
     duplicate_events: int = 0
     implausible_events: Counter[str] = field(default_factory=Counter)
     """Messages dropped by a plausibility rule, by rule."""
@@ -63,6 +67,8 @@ class BatchResult:
         self.skipped_records += other.skipped_records
         self.held_records += other.held_records
         self.events += other.events
+        self.gap_messages += other.gap_messages
+        self.gap_ids += other.gap_ids
         self.duplicate_events += other.duplicate_events
         self.implausible_events.update(other.implausible_events)
         self.trade_id_resets += other.trade_id_resets

@@ -31,7 +31,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from btcpred.aggregator.batch import BatchResult, DecodedRecord
-from btcpred.aggregator.messages import Message, QuoteMessage, TradeMessage, decode_record
+from btcpred.aggregator.messages import (
+    GapMessage,
+    Message,
+    QuoteMessage,
+    TradeMessage,
+    decode_record,
+)
 from btcpred.aggregator.plausibility import PlausibilityRules
 from btcpred.aggregator.store import (
     FeatureStore,
@@ -236,6 +242,10 @@ class Aggregator:
         budget: _Budget,
     ) -> FeatureEngine | None:
         """Check and feed one message; returns the symbol's engine (built on first need)."""
+        if isinstance(message, GapMessage):
+            out.gap_messages += 1
+            out.gap_ids += message.size
+            return engine
         out.events += 1
         reason = self.rules.check_time(message, window)
         if reason is None and isinstance(message, TradeMessage | QuoteMessage):

@@ -25,6 +25,7 @@ from btcpred.records import MAX_ID, MAX_TIMESTAMP_US, MIN_TIMESTAMP_US, RecordFo
 __all__ = [
     "DepthMessage",
     "DepthSnapshotMessage",
+    "GapMessage",
     "Message",
     "QuoteMessage",
     "TradeMessage",
@@ -97,7 +98,34 @@ class DepthSnapshotMessage(
         return self.timestamp
 
 
-Message = TradeMessage | QuoteMessage | DepthMessage | DepthSnapshotMessage
+class GapMessage(
+    msgspec.Struct,
+    tag_field="message_type",
+    tag="gap",
+    gc=False,
+    rename={"from_id": "from", "to_id": "to"},
+):
+    """The ingestor's record of missing ids (``from..to`` inclusive): counted, never applied."""
+
+    symbol: str
+    timestamp: Timestamp
+    stream: str
+    from_id: Id
+    to_id: Id
+    reason: str = ""
+
+    @property
+    def time_us(self) -> int:
+        """The time the gap was detected."""
+        return self.timestamp
+
+    @property
+    def size(self) -> int:
+        """How many ids are missing (0 for a malformed range, which is counted as a gap)."""
+        return max(0, self.to_id - self.from_id + 1)
+
+
+Message = TradeMessage | QuoteMessage | DepthMessage | DepthSnapshotMessage | GapMessage
 _DECODER = msgspec.json.Decoder(list[Message] | Message, strict=False)
 
 
