@@ -204,3 +204,27 @@ def server(running_server: ManagementApiServer) -> ManagementApiServer:
     ):
         state.clear()
     return running_server
+
+
+@pytest.fixture(scope="session")
+def kinesis_endpoint() -> Iterator[str]:
+    """A local Kinesis: ``KINESIS_ENDPOINT`` when set, else moto's server in its own process."""
+    given = os.environ.get("KINESIS_ENDPOINT")
+    if given:
+        yield given
+        return
+    from btcpred.sim.kinesis import MotoKinesisServer
+
+    with MotoKinesisServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def kinesis_stream(kinesis_endpoint: str) -> tuple[Any, str]:
+    """A boto3 client on the local Kinesis and a fresh one-shard stream."""
+    from btcpred.sim.kinesis import create_stream, kinesis_client_for
+
+    client = kinesis_client_for(kinesis_endpoint)
+    name = f"test-{secrets.token_hex(4)}"
+    create_stream(client, name)
+    return client, name

@@ -24,6 +24,7 @@ from btcpred.cli_checks import (
     replaced_on_success,
     user_error_types,
 )
+from btcpred.cli_ingest import add_ingest_parsers
 from btcpred.cli_model import add_parsers
 from btcpred.sources.capture import Capture, load_capture
 
@@ -275,6 +276,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_bench_parser(sub, _count(1))
     add_parsers(sub, _count(1))
+    add_ingest_parsers(sub)
     return parser
 
 

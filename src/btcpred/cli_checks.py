@@ -50,6 +50,8 @@ _USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("botocore.exceptions", "BotoCoreError"),  # no credentials, endpoint unreachable
     ("botocore.exceptions", "ClientError"),  # access denied, no such bucket
     ("redis.exceptions", "RedisError"),
+    ("btcpred.settings.parse", "ConfigError"),  # an incomplete or invalid environment
+    ("btcpred.credentials", "CredentialsError"),  # a secret that cannot be read
 )
 
 

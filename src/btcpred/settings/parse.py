@@ -61,6 +61,20 @@ class Env(enum.StrEnum):
     CONNECTION_TTL_SECONDS = "CONNECTION_TTL_SECONDS"
     MAX_MESSAGE_BYTES = "MAX_MESSAGE_BYTES"
     PREDICTION_HISTORY_URI = "PREDICTION_HISTORY_URI"
+    # the ingestor (`btcpred ingest`, the Fargate container)
+    KINESIS_STREAM_NAME = "KINESIS_STREAM_NAME"
+    BINANCE_STREAM_URL = "BINANCE_STREAM_URL"
+    BINANCE_STREAM_FORMAT = "BINANCE_STREAM_FORMAT"
+    BINANCE_API_KEY = "BINANCE_API_KEY"
+    BINANCE_API_KEY_SECRET_ARN = "BINANCE_API_KEY_SECRET_ARN"  # noqa: S105 - a variable name
+    INGEST_FLUSH_WINDOW_MS = "INGEST_FLUSH_WINDOW_MS"
+    INGEST_BUFFER_BYTES = "INGEST_BUFFER_BYTES"
+    INGEST_FLUSH_DEADLINE_S = "INGEST_FLUSH_DEADLINE_S"
+    INGEST_HEARTBEAT_PATH = "INGEST_HEARTBEAT_PATH"
+    INGEST_CONNECTION_LIFETIME_S = "INGEST_CONNECTION_LIFETIME_S"
+    INGEST_DEAD_AFTER_S = "INGEST_DEAD_AFTER_S"
+    INGEST_DATA_TIMEOUT_S = "INGEST_DATA_TIMEOUT_S"
+    INGEST_METRICS_INTERVAL_S = "INGEST_METRICS_INTERVAL_S"
 
 
 _PREFIX: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -192,6 +206,14 @@ def redis_auth_secret_arn(env: Mapping[str, str], redis_url: str) -> str | None:
             "credentials too: give them in one place only"
         )
     return arn
+
+
+def ws_url(text: str) -> str:
+    if not re.fullmatch(r"wss?://[^\s/?#]+", text.rstrip("/")):
+        raise ValueError(
+            "must be a ws:// or wss:// base URL without a path, e.g. wss://stream-sbe.binance.com:9443"
+        )
+    return text.rstrip("/")
 
 
 def url(text: str) -> str:

@@ -33,7 +33,9 @@ from email.message import Message
 
 import msgspec
 
+from btcpred.events import DepthSnapshot
 from btcpred.klines import Kline, kline_from_row
+from btcpred.sources.binance_json import MessageError, parse_payload
 
 __all__ = [
     "INTERVALS",
@@ -405,6 +407,27 @@ class BinanceRestClient:
             return msgspec.convert(body, Ticker24hr, strict=False)
         except msgspec.ValidationError as exc:
             raise MalformedResponseError(f"unexpected 24hr ticker: {exc}", status=200) from None
+
+    def depth_snapshot(self, symbol: str, limit: int = 5000) -> DepthSnapshot:
+        """``GET /api/v3/depth``: the order book's top ``limit`` levels per side (weight 250 at
+        5000), as a :class:`~btcpred.events.DepthSnapshot` stamped with the local time.
+
+        Raises
+        ------
+        BinanceRestError
+            As :meth:`get`; :class:`MalformedResponseError` for a body that is not a book.
+        """
+        _check(symbol)
+        _check_count("limit", limit, 5000)
+        recv_ns = time.time_ns()
+        body = self.get("/api/v3/depth", {"symbol": symbol, "limit": limit})
+        try:
+            event = parse_payload(body, recv_ns, symbol=symbol)
+        except MessageError as exc:
+            raise MalformedResponseError(f"depth: {exc}", status=200) from None
+        if not isinstance(event, DepthSnapshot):
+            raise MalformedResponseError("depth: not a snapshot", status=200)
+        return event
 
     def ticker_price(self, symbol: str) -> float:
         """Return the last trade price of ``symbol`` (``GET /api/v3/ticker/price``).

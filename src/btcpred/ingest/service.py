@@ -1,0 +1,711 @@
+"""The ingestor: stream connections → decode → sequence → buffer → Kinesis (docs/ingestor.md).
+
+:class:`Ingestor` owns one :class:`~btcpred.ingest.sequence.Sequencer`, one
+:class:`~btcpred.ingest.buffer.IngestBuffer` and one
+:class:`~btcpred.ingest.producer.KinesisProducer`, and supervises the connections:
+
+- **Reconnects.** A connection that ends (closed, dead, stalled) is replaced after capped
+  exponential backoff with full jitter; the backoff resets only once a connection has carried
+  data for ``healthy_after_s``; a global limiter caps attempts per window; a refused handshake
+  waits ``refused_retry_s`` (or the server's ``Retry-After``). The break is expected as
+  ``reconnect``: the first events of the new connection reveal the gap.
+- **Rotation.** Before the 24-hour limit (30–60 minutes before, jittered; scaled for shorter
+  lifetimes) and at once on ``serverShutdown``, a second connection opens while the first keeps
+  delivering. The new one's events wait aside until, for every (symbol, stream), it has
+  delivered an event and the old connection has caught up to where the new one starts; then
+  the new one becomes primary, its waiting events go through the sequencer (duplicates drop
+  out), and the old one is closed. If that does not happen within ``rotation_timeout_s``, or the
+  old connection ends first, the switch happens anyway and any missing ids become ``rotation``
+  gaps.
+- **Depth.** The first diff of a symbol, and every break of its diff chain, starts a
+  resynchronisation by Binance's rules: diffs are held, a REST ``/api/v3/depth`` snapshot is
+  fetched (again if it is older than the first held diff), published as a ``depth_snapshot``
+  record, and the held diffs after it follow. A consumer rebuilds the book from the records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import random
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final
+
+import orjson
+
+from btcpred import sbe
+from btcpred.events import BestBidAsk, DepthDiff, DepthSnapshot, Event, Gap, Trade
+from btcpred.ingest.buffer import (
+    KIND_DEPTH,
+    KIND_GAP,
+    KIND_QUOTE,
+    KIND_SNAPSHOT,
+    KIND_TRADE,
+    IngestBuffer,
+    Slot,
+)
+from btcpred.ingest.connection import (
+    AttemptLimiter,
+    Backoff,
+    ConnectError,
+    HandshakeRefusedError,
+    StreamConnection,
+)
+from btcpred.ingest.health import Heartbeat, write_heartbeat
+from btcpred.ingest.metrics import emf_line
+from btcpred.ingest.producer import KinesisProducer, PutRecordsClient
+from btcpred.ingest.sequence import DEPTH, QUOTE, TRADE, Sequencer
+from btcpred.records import event_to_message
+from btcpred.settings.ingest import IngestSettings, StreamFormat
+from btcpred.sources.binance_json import MessageError, parse_message
+
+__all__ = ["DepthFetcher", "IngestStats", "Ingestor"]
+
+log = logging.getLogger("btcpred.ingest")
+
+DepthFetcher = Callable[[str, int], DepthSnapshot]
+"""``fetch(symbol, limit)``: a REST depth snapshot (blocking; run in a worker thread)."""
+
+MAX_HELD_DIFFS: Final = 20_000
+MAX_STANDBY_EVENTS: Final = 500_000
+SNAPSHOT_RETRY_S: Final = 0.5
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """Running totals (the metrics take deltas)."""
+
+    frames: int = 0
+    events: int = 0
+    malformed_frames: int = 0
+    reconnects: int = 0
+    rotations: int = 0
+    connect_attempts: int = 0
+    refused_handshakes: int = 0
+    depth_resyncs: int = 0
+    snapshots_published: int = 0
+    last_frame_ns: int = 0
+
+
+class Ingestor:
+    """See the module docstring. ``kinesis`` is a boto3 Kinesis client (or a stand-in);
+    ``depth_fetch`` gets REST depth snapshots (None: publish diffs without resynchronising)."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        kinesis: PutRecordsClient,
+        *,
+        api_key: str | None = None,
+        depth_fetch: DepthFetcher | None = None,
+        rng: random.Random | None = None,
+        metrics_out: IO[bytes] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.settings = settings
+        self.api_key = api_key or settings.api_key
+        self.depth_fetch = depth_fetch
+        self.rng = rng or random.Random()
+        self.metrics_out = metrics_out
+        self.clock = clock
+        self.clock_ns = clock_ns
+        self.source = "sbe" if settings.stream_format is StreamFormat.SBE else "json"
+        self.stats = IngestStats()
+        self.sequencer = Sequencer()
+        self.buffer = IngestBuffer(settings.buffer_bytes, self._pack_gap, clock_ns)
+        self.producer = KinesisProducer(
+            kinesis,
+            settings.stream_name,
+            self.buffer,
+            flush_window_s=settings.flush_window_s,
+            rng=self.rng,
+            clock=clock,
+            clock_ns=clock_ns,
+        )
+        self.backoff = Backoff(settings.backoff_base_s, settings.backoff_cap_s, self.rng)
+        self.limiter = AttemptLimiter(
+            settings.max_attempts_per_window, settings.attempt_window_s, clock
+        )
+        self.primary: StreamConnection | None = None
+        self.standby: StreamConnection | None = None
+        self.connections: list[StreamConnection] = []
+        self._readers: dict[int, asyncio.Task[str]] = {}
+        self._standby_events: list[Event] = []
+        self._standby_first: dict[tuple[str, str], int] = {}
+        self._switch_ready = asyncio.Event()
+        self._rotate = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._held: dict[str, deque[DepthDiff]] = {}
+        self._synced: set[str] = set()
+        self._resync_tasks: set[asyncio.Task[None]] = set()
+        self._expected = {(s, stream) for s in settings.symbols for stream in (TRADE, DEPTH, QUOTE)}
+        self._started_ns = clock_ns()
+        self._rotate_after = settings.connection_lifetime_s
+        self._last_totals: dict[str, float] = {}
+        self.started = asyncio.Event()
+        """Set once the first connection is open."""
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> int:
+        """Ingest until ``stop`` is set (or :meth:`request_stop`); then close the sockets,
+        flush within ``flush_deadline_s`` and return the number of messages left unsent."""
+        if stop is not None:
+            asyncio.get_running_loop().create_task(self._relay(stop))
+        tasks = [
+            asyncio.create_task(self.producer.run(), name="producer"),
+            asyncio.create_task(self._supervise(), name="supervisor"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._metrics_loop(), name="metrics"),
+        ]
+        await self._stop.wait()
+        for task in tasks[1:]:
+            task.cancel()
+        for conn in (self.primary, self.standby):
+            if conn is not None:
+                await conn.close("stopping")
+        for reader in self._readers.values():
+            reader.cancel()
+        for resync in self._resync_tasks:
+            resync.cancel()
+        await asyncio.gather(
+            *tasks[1:], *self._readers.values(), *self._resync_tasks, return_exceptions=True
+        )
+        held = sum(len(d) for d in self._held.values())
+        if held:
+            log.warning("%d depth diffs were waiting for a snapshot and are not sent", held)
+        unsent = await self.producer.drain(self.settings.flush_deadline_s)
+        self.producer.stop()
+        await asyncio.gather(tasks[0], return_exceptions=True)
+        self._emit_metrics()
+        self._write_heartbeat()
+        log.info(
+            "stopped: %d messages acknowledged, %d unsent",
+            self.producer.stats.messages_out,
+            unsent,
+        )
+        return unsent
+
+    def request_stop(self) -> None:
+        """Begin the shutdown (thread-unsafe: call from the loop, e.g. a signal handler)."""
+        self._stop.set()
+
+    def request_rotation(self) -> None:
+        """Rotate the connection now (as on ``serverShutdown``)."""
+        self._rotate.set()
+
+    async def _relay(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._stop.set()
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        while not self._stop.is_set():
+            if self.primary is None:
+                conn = await self._open()
+                if conn is None:
+                    return
+                self._make_primary(conn)
+                self.started.set()
+            outcome = await self._wait_primary()
+            if outcome == "ended":
+                self._lost_primary()
+                await self._sleep(self.backoff.next_delay())
+            elif outcome == "rotate":
+                await self._rotate_now()
+
+    async def _wait_primary(self) -> str:
+        conn = self.primary
+        assert conn is not None  # noqa: S101 - _supervise sets it first
+        reader = self._readers[conn.number]
+        due = self._rotate_after - conn.age_s
+        waits: dict[asyncio.Future[Any], str] = {
+            asyncio.ensure_future(self._rotate.wait()): "rotate",
+            asyncio.ensure_future(self._stop.wait()): "stop",
+        }
+        try:
+            done, _ = await asyncio.wait(
+                [reader, *waits], timeout=max(0.0, due), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for future in waits:
+                future.cancel()
+        if not done:
+            log.info("connection %d is %.0f s old: rotating", conn.number, conn.age_s)
+            return "rotate"
+        if reader in done:
+            return "ended"
+        return next(waits[f] for f in done if f in waits)
+
+    def _rotation_delay(self) -> float:
+        """Seconds after opening to rotate: 30-60 minutes before a 24-hour limit, scaled."""
+        lifetime = self.settings.connection_lifetime_s
+        return lifetime * (1 - self.rng.uniform(1 / 48, 1 / 24))
+
+    def _make_primary(self, conn: StreamConnection) -> None:
+        self.primary = conn
+        self._rotate_after = self._rotation_delay()
+        if conn.number not in self._readers:
+            self._start_reader(conn)
+
+    def _start_reader(self, conn: StreamConnection) -> None:
+        task = asyncio.create_task(conn.read(), name=f"connection-{conn.number}")
+        self._readers[conn.number] = task
+        task.add_done_callback(functools.partial(self._reader_done, conn))
+
+    def _reader_done(self, conn: StreamConnection, task: asyncio.Task[str]) -> None:
+        self._readers.pop(conn.number, None)
+        if not task.cancelled():
+            log.info("connection %d ended: %s", conn.number, conn.end_reason)
+        if conn is self.standby and self.primary is not None:
+            self._switch_ready.set()  # let the rotation see it
+
+    def _lost_primary(self) -> None:
+        conn = self.primary
+        self.primary = None
+        self.stats.reconnects += 1
+        self.sequencer.expect_break("reconnect", set(self._expected))
+        log.warning(
+            "connection %d lost (%s) after %.1f s; reconnecting",
+            conn.number if conn else -1,
+            conn.end_reason if conn else "?",
+            conn.age_s if conn else 0.0,
+        )
+
+    async def _open(self) -> StreamConnection | None:
+        """Open a connection, retrying as the policy says; None once stopping."""
+        url = self.settings.connect_url()
+        while not self._stop.is_set():
+            wait = self.limiter.wait_s()
+            if wait > 0:
+                log.warning("connection attempt cap reached: waiting %.1f s", wait)
+                await self._sleep(wait)
+                continue
+            self.limiter.record()
+            self.stats.connect_attempts += 1
+            number = self.stats.connect_attempts
+            conn = StreamConnection(
+                number,
+                url,
+                self._sink,
+                api_key=self.api_key if self.settings.stream_format is StreamFormat.SBE else None,
+                text_is_data=self.settings.stream_format is StreamFormat.JSON,
+                on_shutdown=self._on_shutdown,
+                dead_after_s=self.settings.dead_after_s,
+                data_timeout_s=self.settings.data_timeout_s,
+                clock_ns=self.clock_ns,
+            )
+            try:
+                await conn.open()
+            except HandshakeRefusedError as exc:
+                self.stats.refused_handshakes += 1
+                delay = exc.retry_after_s or self.settings.refused_retry_s * self.rng.uniform(
+                    0.8, 1.2
+                )
+                log.error(
+                    "Binance refused the connection to %s: %s (%s); retrying in %.0f s",
+                    self.settings.stream_url,
+                    exc,
+                    _refusal_hint(exc.status),
+                    delay,
+                )
+                await self._sleep(delay)
+                continue
+            except ConnectError as exc:
+                delay = self.backoff.next_delay()
+                log.warning(
+                    "cannot connect to %s: %s; retrying in %.2f s",
+                    self.settings.stream_url,
+                    exc,
+                    delay,
+                )
+                await self._sleep(delay)
+                continue
+            self.connections.append(conn)
+            log.info("connection %d open to %s", number, self.settings.stream_url)
+            return conn
+        return None
+
+    def _on_shutdown(self, conn: StreamConnection) -> None:
+        if conn is self.primary:
+            self._rotate.set()
+
+    async def _rotate_now(self) -> None:
+        self._rotate.clear()
+        old = self.primary
+        assert old is not None  # noqa: S101 - only called with a primary
+        new = await self._open_standby()
+        if new is None:
+            return
+        try:
+            await asyncio.wait_for(self._switch_ready.wait(), self.settings.rotation_timeout_s)
+        except TimeoutError:
+            log.warning(
+                "rotation: no full overlap within %.0f s; switching anyway",
+                self.settings.rotation_timeout_s,
+            )
+        self._switch(old, new)
+
+    async def _open_standby(self) -> StreamConnection | None:
+        self._standby_events = []
+        self._standby_first = {}
+        self._switch_ready.clear()
+        new = await self._open()
+        if new is None:
+            return None
+        self.standby = new
+        self._start_reader(new)
+        return new
+
+    def _switch(self, old: StreamConnection, new: StreamConnection) -> None:
+        behind = {key for key in self._expected if key[1] != QUOTE and not self._caught_up(key)}
+        if behind:
+            self.sequencer.expect_break("rotation", behind)
+        self.standby = None
+        self.stats.rotations += 1
+        if new.end_reason:  # the new one died while waiting: reconnect from scratch
+            self.primary = old if not old.end_reason else None
+        else:
+            self._make_primary(new)
+        waiting, self._standby_events = self._standby_events, []
+        self._process(waiting)
+        log.info(
+            "rotation: connection %d replaces %d (%d events waited)",
+            new.number,
+            old.number,
+            len(waiting),
+        )
+        if self.primary is not old:
+            asyncio.get_running_loop().create_task(old.close("rotated"))
+
+    def _caught_up(self, key: tuple[str, str]) -> bool:
+        first = self._standby_first.get(key)
+        if first is None:
+            return False
+        mark = self.sequencer.mark(*key)
+        return mark is not None and mark >= first - 1
+
+    def _check_switch(self) -> None:
+        old = self.primary
+        if old is not None and old.end_reason:
+            self._switch_ready.set()
+            return
+        for key in self._expected:
+            if key not in self._standby_first:
+                return
+            if key[1] != QUOTE and not self._caught_up(key):
+                return
+        self._switch_ready.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, seconds))
+
+    # -- frames and events -----------------------------------------------------------------
+
+    def _sink(self, conn: StreamConnection, payload: bytes, binary: bool, recv_ns: int) -> None:
+        stats = self.stats
+        stats.frames += 1
+        stats.last_frame_ns = recv_ns
+        try:
+            if binary:
+                events = sbe.decode(payload, recv_ns)
+            else:
+                events = [parse_message(payload, recv_ns)]
+        except (sbe.DecodeError, MessageError) as exc:
+            stats.malformed_frames += 1
+            if stats.malformed_frames <= 10 or stats.malformed_frames % 1000 == 0:
+                log.warning(
+                    "malformed frame #%d on connection %d skipped: %s (%r)",
+                    stats.malformed_frames,
+                    conn.number,
+                    exc,
+                    payload[:32],
+                )
+            return
+        if self.backoff.failures and conn.age_s >= self.settings.healthy_after_s:
+            self.backoff.reset()
+        if conn is self.standby:
+            self._hold_standby(events)
+            return
+        self._process(events)
+        if self.standby is not None:
+            self._check_switch()
+
+    def _hold_standby(self, events: list[Event]) -> None:
+        for event in events:
+            key = (event.symbol, _stream(event))
+            if key not in self._standby_first:
+                self._standby_first[key] = _first_id(event)
+        self._standby_events.extend(events)
+        if len(self._standby_events) > MAX_STANDBY_EVENTS:
+            self._switch_ready.set()  # do not hold more: switch now
+        else:
+            self._check_switch()
+
+    def _process(self, events: list[Event]) -> None:
+        check = self.sequencer.check
+        for event in events:
+            if isinstance(event, DepthDiff):
+                held = self._held.get(event.symbol)
+                if held is not None:
+                    held.append(event)
+                    if len(held) > MAX_HELD_DIFFS:
+                        held.popleft()
+                    continue
+            verdict = check(event)
+            if not verdict.accept:
+                continue
+            self.stats.events += 1
+            if verdict.gap is not None:
+                self._offer_gap(verdict.gap)
+                if isinstance(event, DepthDiff) and self.depth_fetch is not None:
+                    self._start_resync(event.symbol, event)
+                    continue
+            elif (
+                isinstance(event, DepthDiff)
+                and event.symbol not in self._synced
+                and self.depth_fetch is not None
+            ):
+                self._start_resync(event.symbol, event)
+                continue
+            self._offer(event)
+
+    def _offer(self, event: Event) -> None:
+        now_ms = self.clock_ns() // 1_000_000
+        data = orjson.dumps(event_to_message(event, ingest_ts_ms=now_ms, source=self.source))
+        if isinstance(event, Trade):
+            slot = Slot(
+                event.symbol,
+                KIND_TRADE,
+                data,
+                event.receive_time_ns,
+                event.event_time_us,
+                event.trade_id,
+                event.trade_id,
+            )
+        elif isinstance(event, BestBidAsk):
+            slot = Slot(
+                event.symbol,
+                KIND_QUOTE,
+                data,
+                event.receive_time_ns,
+                event.event_time_us,
+                event.update_id,
+                event.update_id,
+            )
+        elif isinstance(event, DepthDiff):
+            slot = Slot(
+                event.symbol,
+                KIND_DEPTH,
+                data,
+                event.receive_time_ns,
+                event.event_time_us,
+                event.first_update_id,
+                event.last_update_id,
+            )
+        else:
+            slot = Slot(
+                event.symbol,
+                KIND_SNAPSHOT,
+                data,
+                event.receive_time_ns,
+                event.event_time_us,
+                event.last_update_id,
+                event.last_update_id,
+            )
+        self.buffer.offer(slot)
+        if self.buffer.resync_needed:
+            for symbol in list(self.buffer.resync_needed):
+                self.buffer.resync_needed.discard(symbol)
+                self._synced.discard(symbol)
+
+    def _offer_gap(self, gap: Gap) -> None:
+        log.warning(
+            "gap: %s %s ids %d..%d (%d) missing: %s",
+            gap.symbol,
+            gap.stream,
+            gap.from_id,
+            gap.to_id,
+            gap.size,
+            gap.reason,
+        )
+        data = self._pack_gap(gap)
+        self.buffer.offer(
+            Slot(
+                gap.symbol,
+                KIND_GAP,
+                data,
+                gap.receive_time_ns,
+                gap.event_time_us,
+                gap.from_id,
+                gap.to_id,
+            )
+        )
+
+    def _pack_gap(self, gap: Gap) -> bytes:
+        now_ms = self.clock_ns() // 1_000_000
+        return orjson.dumps(event_to_message(gap, ingest_ts_ms=now_ms, source=self.source))
+
+    # -- depth resynchronisation -----------------------------------------------------------
+
+    def _start_resync(self, symbol: str, first: DepthDiff) -> None:
+        self._synced.discard(symbol)
+        held = self._held.setdefault(symbol, deque())
+        held.append(first)
+        if len(held) > 1:
+            return  # already resynchronising
+        self.stats.depth_resyncs += 1
+        task = asyncio.get_running_loop().create_task(self._resync(symbol))
+        self._resync_tasks.add(task)
+        task.add_done_callback(self._resync_tasks.discard)
+
+    async def _resync(self, symbol: str) -> None:
+        fetch = self.depth_fetch
+        assert fetch is not None  # noqa: S101 - only started with a fetcher
+        backoff = Backoff(SNAPSHOT_RETRY_S, 30.0, self.rng)
+        while not self._stop.is_set():
+            try:
+                snapshot = await asyncio.to_thread(
+                    fetch, symbol, self.settings.depth_snapshot_limit
+                )
+            except Exception as exc:  # noqa: BLE001  # any REST failure: wait and ask again
+                delay = backoff.next_delay() + SNAPSHOT_RETRY_S
+                log.warning("depth snapshot of %s failed (%s); again in %.1f s", symbol, exc, delay)
+                await self._sleep(delay)
+                continue
+            held = self._held[symbol]
+            if held and snapshot.last_update_id < held[0].first_update_id - 1:
+                log.info(
+                    "depth snapshot of %s (id %d) is older than the held diffs (from %d): "
+                    "fetching again",
+                    symbol,
+                    snapshot.last_update_id,
+                    held[0].first_update_id,
+                )
+                await self._sleep(SNAPSHOT_RETRY_S)
+                continue
+            self._publish_snapshot(symbol, snapshot)
+            return
+
+    def _publish_snapshot(self, symbol: str, snapshot: DepthSnapshot) -> None:
+        held = self._held.pop(symbol)
+        self.sequencer.reset_depth(symbol, snapshot.last_update_id)
+        self._synced.add(symbol)
+        self.stats.snapshots_published += 1
+        self._offer(snapshot)
+        log.info(
+            "depth of %s synchronised at update id %d (%d diffs held)",
+            symbol,
+            snapshot.last_update_id,
+            len(held),
+        )
+        self._process(list(held))
+
+    # -- heartbeat and metrics -------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            self._write_heartbeat()
+            await asyncio.sleep(2.0)
+
+    def _write_heartbeat(self) -> None:
+        beat = Heartbeat(
+            pid=os.getpid(),
+            written_ns=self.clock_ns(),
+            started_ns=self._started_ns,
+            last_frame_ns=max(
+                (c.last_frame_ns for c in (self.primary, self.standby) if c), default=0
+            ),
+            last_ack_ns=self.producer.stats.last_ack_ns,
+            buffer_fill=self.buffer.fill,
+            queued_messages=self.buffer.items,
+            connected=self.primary is not None and not self.primary.end_reason,
+        )
+        try:
+            write_heartbeat(Path(self.settings.heartbeat_path), beat)
+        except OSError as exc:
+            log.error("cannot write the heartbeat %s: %s", self.settings.heartbeat_path, exc)
+
+    async def _metrics_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.metrics_interval_s)
+            self._emit_metrics()
+
+    def totals(self) -> dict[str, float]:
+        """The running totals behind the metrics."""
+        p, s, q = self.producer.stats, self.stats, self.sequencer
+        return {
+            "Frames": s.frames,
+            "Events": s.events,
+            "Records": p.records_out,
+            "RecordBytes": p.bytes_out,
+            "PutCalls": p.put_calls,
+            "PutFailedEntries": p.failed_entries,
+            "PutErrors": p.put_errors,
+            "Gaps": q.gaps + self.buffer.overflow_gaps,
+            "GapEvents": q.gap_ids + self.buffer.shed_events,
+            "Reconnects": s.reconnects,
+            "ShedEvents": self.buffer.shed_quotes + self.buffer.shed_events,
+            "MalformedFrames": s.malformed_frames,
+            "DepthResyncs": s.depth_resyncs,
+        }
+
+    def _emit_metrics(self) -> None:
+        if self.metrics_out is None:
+            return
+        totals = self.totals()
+        values: dict[str, float] = {k: v - self._last_totals.get(k, 0) for k, v in totals.items()}
+        self._last_totals = totals
+        values["BufferFillPercent"] = round(self.buffer.fill * 100, 2)
+        stats = self.producer.stats
+        values["ExchangeLagMs"] = round(stats.max_lag_ms, 1)
+        stats.max_lag_ms = 0.0
+        if self.primary is not None:
+            values["ConnectionAgeS"] = round(self.primary.age_s, 1)
+        self.metrics_out.write(emf_line(values, self.clock_ns() // 1_000_000) + b"\n")
+        self.metrics_out.flush()
+
+
+def _stream(event: Event) -> str:
+    if isinstance(event, Trade):
+        return TRADE
+    if isinstance(event, BestBidAsk):
+        return QUOTE
+    return DEPTH
+
+
+def _first_id(event: Event) -> int:
+    if isinstance(event, Trade):
+        return event.trade_id
+    if isinstance(event, BestBidAsk):
+        return event.update_id
+    if isinstance(event, DepthDiff):
+        return event.first_update_id
+    return event.last_update_id
+
+
+def _refusal_hint(status: int) -> str:
+    return {
+        400: "is the API key missing? the SBE stream needs X-MBX-APIKEY",
+        401: "the API key is not accepted (Ed25519 keys only)",
+        403: "forbidden: an IP whitelist on the key?",
+        418: "this IP is banned for a while after too many requests",
+        429: "too many connection attempts",
+        451: "Binance does not serve this location (deploy outside the US)",
+    }.get(status, "see the server's message")
+
+
+def stdout_metrics() -> IO[bytes]:
+    """The process's stdout as bytes (where EMF lines go in the container)."""
+    return sys.stdout.buffer
