@@ -122,9 +122,11 @@ def test_a_full_buffer_sheds_quotes_first_then_records_an_overflow_gap() -> None
     assert buffer.offer(quote)
     trades = [trade_slot("BTCUSDT", 1 + i, pad=i) for i in range(400)]
     kept = [buffer.offer(t) for t in trades]
-    assert not quote.live and buffer.shed_quotes == 1  # the quote went first
+    assert not quote.live  # the quote went first
+    assert buffer.shed_quotes == 1
     first_shed = kept.index(False)
-    assert all(kept[:first_shed]) and not any(kept[first_shed:])
+    assert all(kept[:first_shed])
+    assert not any(kept[first_shed:])
     assert buffer.bytes <= buffer.max_bytes
     assert buffer.pending_gaps() == [("BTCUSDT", "trade", 1 + first_shed, 400)]
     taken = buffer.take("BTCUSDT", 1 << 20)
@@ -133,7 +135,8 @@ def test_a_full_buffer_sheds_quotes_first_then_records_an_overflow_gap() -> None
     (gap,) = packed
     assert (gap.from_id, gap.to_id, gap.reason) == (1 + first_shed, 400, "overflow")
     after = buffer.take("BTCUSDT", 1 << 20)
-    assert [s.data for s in after][0] == b'{"gap":1}' and after[1].first == 401
+    assert after[0].data == b'{"gap":1}'
+    assert after[1].first == 401
 
 
 @pytest.mark.parametrize("share", [1.0])
@@ -150,4 +153,5 @@ def test_a_refusing_kinesis_keeps_everything_queued_and_the_drain_reports_it(
     )
     unsent = asyncio.run(run_until_idle(producer, timeout_s=0.5))
     assert unsent == 50
-    assert producer.stats.messages_out == 0 and read_stream(client, name) == []
+    assert producer.stats.messages_out == 0
+    assert read_stream(client, name) == []

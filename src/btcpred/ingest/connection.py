@@ -16,6 +16,7 @@ per IP; the default is 60).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -151,15 +152,12 @@ class StreamConnection:
     async def read(self) -> str:
         """Read until the connection ends; return why (``closed``, ``dead``, ``stalled``...)."""
         ws = self._ws
-        assert ws is not None, "open() first"
+        if ws is None:
+            raise RuntimeError("open() the connection first")
         counters = self.counters
         sink = self.sink
         clock_ns = self.clock_ns
-        binary, ping, text = (
-            aiohttp.WSMsgType.BINARY,
-            aiohttp.WSMsgType.PING,
-            aiohttp.WSMsgType.TEXT,
-        )
+        binary = aiohttp.WSMsgType.BINARY
         while True:
             now = clock_ns()
             data_left = self.data_timeout_s - (now - max(self.last_data_ns, self.opened_ns)) / 1e9
@@ -177,27 +175,35 @@ class StreamConnection:
             recv = clock_ns()
             self.last_frame_ns = recv
             counters.frames += 1
-            kind = msg.type
-            if kind is binary:
+            if msg.type is binary:
                 counters.data_frames += 1
                 self.last_data_ns = recv
                 sink(self, msg.data, True, recv)
-            elif kind is ping:
-                counters.pings += 1
-                try:
-                    await ws.pong(msg.data)
-                except (ConnectionError, RuntimeError):
-                    return await self._end("closed")
-            elif kind is text:
-                counters.texts += 1
-                self._text(msg.data, recv)
-            elif kind in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING):
-                code = ws.close_code
-                return await self._end(
-                    f"closed by server ({code}{': ' + str(msg.extra) if msg.extra else ''})"
-                )
-            elif kind in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                return await self._end(f"connection lost ({ws.exception() or kind.name})")
+                continue
+            ended = await self._control(ws, msg, recv)
+            if ended is not None:
+                return await self._end(ended)
+
+    async def _control(
+        self, ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage, recv: int
+    ) -> str | None:
+        """Handle a frame that is not binary data; a reason when the connection is over."""
+        kind = msg.type
+        if kind is aiohttp.WSMsgType.PING:
+            self.counters.pings += 1
+            try:
+                await ws.pong(msg.data)
+            except (ConnectionError, RuntimeError):
+                return "closed while answering a ping"
+        elif kind is aiohttp.WSMsgType.TEXT:
+            self.counters.texts += 1
+            self._text(msg.data, recv)
+        elif kind in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING):
+            extra = f": {msg.extra}" if msg.extra else ""
+            return f"closed by the server ({ws.close_code}{extra})"
+        elif kind in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            return f"connection lost ({ws.exception() or kind.name})"
+        return None
 
     def _text(self, data: str, recv: int) -> None:
         try:
@@ -228,10 +234,8 @@ class StreamConnection:
             self.end_reason = reason
         ws, session = self._ws, self._session
         if ws is not None and not ws.closed:
-            try:
+            with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
                 await asyncio.wait_for(ws.close(), timeout=2.0)
-            except (TimeoutError, ConnectionError, RuntimeError):
-                pass
         if session is not None and not session.closed:
             await session.close()
 

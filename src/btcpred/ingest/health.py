@@ -74,7 +74,8 @@ def check_health(beat: Heartbeat, now_ns: int, bounds: HealthBounds) -> str | No
         return f"no frame from the exchange for too long (last {seen})"
     ack_age = (now_ns - (beat.last_ack_ns or beat.started_ns)) / 1e9
     if beat.queued_messages and not in_grace and ack_age > bounds.max_ack_age_s:
-        return f"{beat.queued_messages} messages wait and Kinesis acknowledged nothing for {ack_age:.0f} s"
+        waiting = beat.queued_messages
+        return f"{waiting} messages wait and Kinesis acknowledged nothing for {ack_age:.0f} s"
     if beat.buffer_fill > bounds.max_fill:
         return f"buffer {beat.buffer_fill:.0%} full"
     return None

@@ -24,6 +24,7 @@ a worker thread so the event loop (and the socket reader) never waits on Kinesis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -116,7 +117,7 @@ class KinesisProducer:
         self.retry_base_s = retry_base_s
         self.retry_cap_s = retry_cap_s
         self.keep_latencies = keep_latencies
-        self.rng = rng or random.Random()
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self.clock = clock
         self.clock_ns = clock_ns
         self.stats = ProducerStats()
@@ -138,38 +139,13 @@ class KinesisProducer:
             self._wake.clear()
             if delay is None and not self._calls and not self._retry:
                 delay = 1.0
-            try:
-                await asyncio.wait_for(
-                    self._wake.wait(), timeout=delay if delay is not None else 1.0
-                )
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay or 1.0)
 
     def _launch_ready(self) -> float | None:
         """Start calls for every symbol that is due; return seconds until the next is due."""
-        now = self.clock()
-        now_ns = self.clock_ns()
-        window_ns = int(self.flush_window_s * 1e9)
-        batch: list[_Pending] = []
-        next_due: float | None = None
-        for symbol, pending in list(self._retry.items()):
-            if symbol in self._busy:
-                continue
-            if pending.not_before <= now:
-                batch.append(pending)
-            else:
-                next_due = _earliest(next_due, pending.not_before - now)
-        for symbol in self.buffer.symbols():
-            if symbol in self._busy or symbol in self._retry:
-                continue
-            oldest = self.buffer.oldest_ns(symbol)
-            assert oldest is not None
-            full = self.buffer.queued_bytes(symbol) >= self.max_record_bytes - 4096
-            waited = now_ns - oldest
-            if self._draining or full or waited >= window_ns:
-                batch.append(self._new_record(symbol))
-            else:
-                next_due = _earliest(next_due, (window_ns - waited) / 1e9)
+        batch, next_due = self._due_retries()
+        next_due = self._due_records(batch, next_due)
         for call in _calls(batch):
             if len(self._calls) >= self.max_in_flight:
                 for pending in call:  # not sent this round: keep them first in line
@@ -182,6 +158,34 @@ class KinesisProducer:
             task = asyncio.create_task(self._put(call))
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
+        return next_due
+
+    def _due_retries(self) -> tuple[list[_Pending], float | None]:
+        now = self.clock()
+        batch: list[_Pending] = []
+        next_due: float | None = None
+        for symbol, pending in list(self._retry.items()):
+            if symbol in self._busy:
+                continue
+            if pending.not_before <= now:
+                batch.append(pending)
+            else:
+                next_due = _earliest(next_due, pending.not_before - now)
+        return batch, next_due
+
+    def _due_records(self, batch: list[_Pending], next_due: float | None) -> float | None:
+        now_ns = self.clock_ns()
+        window_ns = int(self.flush_window_s * 1e9)
+        for symbol in self.buffer.symbols():
+            oldest = self.buffer.oldest_ns(symbol)
+            if symbol in self._busy or symbol in self._retry or oldest is None:
+                continue
+            full = self.buffer.queued_bytes(symbol) >= self.max_record_bytes - 4096
+            waited = now_ns - oldest
+            if self._draining or full or waited >= window_ns:
+                batch.append(self._new_record(symbol))
+            else:
+                next_due = _earliest(next_due, (window_ns - waited) / 1e9)
         return next_due
 
     def _new_record(self, symbol: str) -> _Pending:

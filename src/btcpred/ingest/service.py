@@ -114,7 +114,7 @@ class Ingestor:
         self.settings = settings
         self.api_key = api_key or settings.api_key
         self.depth_fetch = depth_fetch
-        self.rng = rng or random.Random()
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self.metrics_out = metrics_out
         self.clock = clock
         self.clock_ns = clock_ns
@@ -418,10 +418,7 @@ class Ingestor:
         stats.frames += 1
         stats.last_frame_ns = recv_ns
         try:
-            if binary:
-                events = sbe.decode(payload, recv_ns)
-            else:
-                events = [parse_message(payload, recv_ns)]
+            events = sbe.decode(payload, recv_ns) if binary else [parse_message(payload, recv_ns)]
         except (sbe.DecodeError, MessageError) as exc:
             stats.malformed_frames += 1
             if stats.malformed_frames <= 10 or stats.malformed_frames % 1000 == 0:

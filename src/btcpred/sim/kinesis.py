@@ -164,7 +164,7 @@ class ThrottlingKinesis:
     def __init__(self, client: Any, *, fail_share: float = 0.0, seed: int = 0) -> None:
         self.client = client
         self.fail_share = fail_share
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 - seeded fault injection
         self.calls = 0
         self.entries_seen = 0
         self.entries_failed = 0
@@ -193,7 +193,7 @@ class ThrottlingKinesis:
         )
         results: list[dict[str, Any]] = []
         failed = 0
-        for entry, refuse in zip(entries, refused, strict=True):
+        for refuse in refused:
             if refuse:
                 failed += 1
                 results.append(
