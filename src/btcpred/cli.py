@@ -25,6 +25,7 @@ from btcpred.cli_checks import (
     user_error_types,
 )
 from btcpred.cli_model import add_parsers
+from btcpred.cli_simulate import add_simulate_parser
 from btcpred.sources.capture import Capture, load_capture
 
 if TYPE_CHECKING:
@@ -275,6 +276,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_bench_parser(sub, _count(1))
     add_parsers(sub, _count(1))
+    add_simulate_parser(sub, _load)
     return parser
 
 

@@ -402,17 +402,26 @@ class ExchangeSimulator(Service):
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=self._close_timeout_s)
         if not ws.can_prepare(request).ok:
             return _json_error(400, {"code": -1000, "msg": "Expected a WebSocket upgrade."})
-        await ws.prepare(request)
-        return await self._serve(request, ws, fmt, streams, api_key)
+        conn = self._register(request, ws, fmt, streams, api_key)
+        try:
+            # registered before the 101 goes out: once a client is connected, faults reach it
+            await ws.prepare(request)
+            conn.start(streams)
+            async for msg in ws:
+                conn.on_message(msg)
+        finally:
+            self._conns.pop(conn.info.id, None)
+            await conn.finish()
+        return ws
 
-    async def _serve(
+    def _register(
         self,
         request: web.Request,
         ws: web.WebSocketResponse,
         fmt: str,
         streams: list[StreamName],
         api_key: str | None,
-    ) -> web.WebSocketResponse:
+    ) -> Connection:
         conn_id, self._next_id = self._next_id, self._next_id + 1
         names = [s.name for s in streams]
         info = ConnectionInfo(conn_id, request.path_qs, names, fmt, time.time_ns(), api_key)
@@ -430,11 +439,4 @@ class ExchangeSimulator(Service):
             close_timeout_s=self._close_timeout_s,
         )
         self._conns[conn_id] = conn
-        conn.start(streams)
-        try:
-            async for msg in ws:
-                conn.on_message(msg)
-        finally:
-            self._conns.pop(conn_id, None)
-            await conn.finish()
-        return ws
+        return conn
