@@ -35,6 +35,7 @@ from btcpred.sim.exchange_model import (
     OrderBook,
     PublishedLedger,
     StreamName,
+    depth_answer,
     json_payload,
     parse_stream,
     stream_kind,
@@ -351,20 +352,10 @@ class ExchangeSimulator(Service):
 
     # -- HTTP ------------------------------------------------------------------------------
     async def _depth(self, request: web.Request) -> web.Response:
-        query = request.query
-        symbol = query.get("symbol", "")
-        if not symbol:
-            msg = "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
-            return _json_error(400, {"code": -1102, "msg": msg})
-        if symbol not in self._books:
-            return _json_error(400, {"code": -1121, "msg": "Invalid symbol."})
-        text = query.get("limit", "100")
-        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 5000:
-            msg = "Data sent for parameter 'limit' is not valid."
-            return _json_error(400, {"code": -1130, "msg": msg})
+        symbol, limit = request.query.get("symbol", ""), request.query.get("limit", "100")
         with self._book_lock:
-            body = self._books[symbol].rest_body(int(text))
-        return web.Response(body=orjson.dumps(body), content_type="application/json")
+            status, body = depth_answer(self._books, symbol, limit)
+        return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
     def _count_attempt(self) -> bool:
         """Count one handshake; ``False`` if it exceeds the attempt limit of the window."""

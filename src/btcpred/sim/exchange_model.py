@@ -26,6 +26,7 @@ __all__ = [
     "PublishedLedger",
     "StreamKind",
     "StreamName",
+    "depth_answer",
     "json_payload",
     "parse_stream",
     "stream_kind",
@@ -183,12 +184,15 @@ class LapShift:
     def of(cls, events: Sequence[Event]) -> LapShift:
         """The per-lap shift of a capture."""
         trade_ids = [e.trade_id for e in events if isinstance(e, Trade)]
-        book_ids: list[int] = []
-        for e in events:
-            if isinstance(e, DepthDiff):
-                book_ids += (e.first_update_id, e.last_update_id)
-            elif isinstance(e, BestBidAsk):
-                book_ids.append(e.update_id)
+        # The diffs' range sets the book span, so that diffs stay contiguous across laps; best
+        # bid/ask ids only count without diffs (a capture ending on a best bid/ask ahead of the
+        # last diff would give it a non-increasing id at the lap boundary).
+        book_ids = [
+            i
+            for e in events
+            if isinstance(e, DepthDiff)
+            for i in (e.first_update_id, e.last_update_id)
+        ] or [e.update_id for e in events if isinstance(e, BestBidAsk)]
         times = [e.event_time_us for e in events]
         span_us = (max(times) - min(times) if times else 0) + 1_000_000
         return cls(
@@ -293,6 +297,18 @@ class OrderBook:
             "bids": _levels(bids, pe, qe),
             "asks": _levels(asks, pe, qe),
         }
+
+
+def depth_answer(books: dict[str, OrderBook], symbol: str, limit: str) -> tuple[int, object]:
+    """Status and body of ``GET /api/v3/depth?symbol=&limit=`` (Binance's error shapes)."""
+    if not symbol:
+        msg = "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
+        return 400, {"code": -1102, "msg": msg}
+    if symbol not in books:
+        return 400, {"code": -1121, "msg": "Invalid symbol."}
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= 5000:
+        return 400, {"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."}
+    return 200, books[symbol].rest_body(int(limit))
 
 
 @dataclass
