@@ -178,13 +178,39 @@ def _bench_inference(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
+def _bench_ingest(args: argparse.Namespace) -> dict[str, Any]:
+    from btcpred.bench.ingest import run_ingest_bench
+    from btcpred.cli import _capture_files
+    from btcpred.sim.kinesis import MotoKinesisServer
+
+    def say(line: str) -> None:
+        if not args.json:
+            print(f"bench ingest: {line}", file=sys.stderr, flush=True)
+
+    files = _capture_files(args.capture)
+    with contextlib.ExitStack() as stack:
+        endpoint = args.kinesis_endpoint or stack.enter_context(MotoKinesisServer()).url
+        say(f"Kinesis at {endpoint}; simulator and Kinesis on the other CPU")
+        result = run_ingest_bench(
+            files, endpoint, laps=args.rounds or 3, realtime_s=args.realtime_s, progress=say
+        )
+    data: dict[str, Any] = result.as_dict()
+    if not args.json:
+        print(f"throughput   {data['events_per_s']:>12,} events/s wall ({data['events']:,} events)")
+        print(f"             {data['events_per_cpu_s']:>12,} events per CPU second (ingestor)")
+        print(f"recorded     {data['records_per_market_s']:>12} records per market second")
+        print(f"latency      p50 {data['latency_p50_ms']} ms   p99 {data['latency_p99_ms']} ms")
+        print(f"lost trades  {data['lost_trades']:>12}")
+    return data
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from btcpred.bench import pin_to_one_cpu
 
     if args.redis_url is not None and args.name in ("aggregator", "inference"):
         redis_url(args.redis_url)  # before the capture loads and the bench processes start
-    if args.name == "imports":
-        data = _bench_imports(args)
+    if args.name in ("imports", "ingest"):
+        data = _bench_imports(args) if args.name == "imports" else _bench_ingest(args)
         if args.json:
             print(orjson.dumps(data).decode())
         return 0
@@ -211,7 +237,7 @@ def add_bench_parser(sub: Any, count: Callable[[str], int]) -> None:
     bench = sub.add_parser("bench", help="run a benchmark")
     bench.add_argument(
         "name",
-        choices=["sbe", "aggregator", "model", "inference", "imports"],
+        choices=["sbe", "aggregator", "model", "inference", "imports", "ingest"],
         help="which benchmark",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -219,11 +245,21 @@ def add_bench_parser(sub: Any, count: Callable[[str], int]) -> None:
         "--rounds",
         type=count,
         default=None,
-        help="timed rounds (sbe 5, aggregator 3: the best counts; imports 5: the median)",
+        help="timed rounds (sbe 5, aggregator 3: the best counts; imports 5: the median; "
+        "ingest: laps of the capture, 3)",
     )
     bench.add_argument(
         "--redis-url", help="aggregator: use this empty Redis instead of a throwaway"
     )
     bench.add_argument("--capture", type=Path, action="append", help="capture file (repeatable)")
+    bench.add_argument(
+        "--kinesis-endpoint", help="ingest: a Kinesis endpoint (default: a throwaway moto server)"
+    )
+    bench.add_argument(
+        "--realtime-s",
+        type=float,
+        default=20.0,
+        help="ingest: seconds of the recorded-rate phase (default 20)",
+    )
     bench.add_argument("--model", help="model: model or registry location (default: ./models)")
     bench.set_defaults(func=_cmd_bench)

@@ -158,31 +158,47 @@ class StreamConnection:
         sink = self.sink
         clock_ns = self.clock_ns
         binary = aiohttp.WSMsgType.BINARY
-        while True:
-            now = clock_ns()
-            data_left = self.data_timeout_s - (now - max(self.last_data_ns, self.opened_ns)) / 1e9
-            if data_left <= 0:
-                return await self._end("stalled")
-            try:
-                msg = await ws.receive(timeout=min(self.dead_after_s, data_left))
-            except TimeoutError:
-                if (clock_ns() - self.last_frame_ns) / 1e9 >= self.dead_after_s:
-                    return await self._end("dead")
+        watchdog = asyncio.get_running_loop().create_task(self._watch(ws))
+        try:
+            while True:
+                try:
+                    msg = await ws.receive()
+                except asyncio.CancelledError:
+                    await self._end("cancelled")
+                    raise
+                recv = clock_ns()
+                if self.end_reason:  # the watchdog closed it
+                    return await self._end(self.end_reason)
+                self.last_frame_ns = recv
+                counters.frames += 1
+                if msg.type is binary:
+                    counters.data_frames += 1
+                    self.last_data_ns = recv
+                    sink(self, msg.data, True, recv)
+                    continue
+                ended = await self._control(ws, msg, recv)
+                if ended is not None:
+                    return await self._end(ended)
+        finally:
+            watchdog.cancel()
+
+    async def _watch(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Close the socket when no frame (dead) or no data frame (stalled) came for too long.
+
+        A separate task, so that the read loop needs no timeout per frame (an asyncio timeout
+        costs more than decoding a frame)."""
+        step = max(0.01, min(self.dead_after_s, self.data_timeout_s) / 5)
+        while not ws.closed:
+            await asyncio.sleep(step)
+            now = self.clock_ns()
+            if (now - self.last_frame_ns) / 1e9 >= self.dead_after_s:
+                self.end_reason = "dead"
+            elif (now - max(self.last_data_ns, self.opened_ns)) / 1e9 >= self.data_timeout_s:
+                self.end_reason = "stalled"
+            else:
                 continue
-            except asyncio.CancelledError:
-                await self._end("cancelled")
-                raise
-            recv = clock_ns()
-            self.last_frame_ns = recv
-            counters.frames += 1
-            if msg.type is binary:
-                counters.data_frames += 1
-                self.last_data_ns = recv
-                sink(self, msg.data, True, recv)
-                continue
-            ended = await self._control(ws, msg, recv)
-            if ended is not None:
-                return await self._end(ended)
+            await self.close()
+            return
 
     async def _control(
         self, ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage, recv: int
