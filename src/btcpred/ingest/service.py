@@ -481,46 +481,10 @@ class Ingestor:
     def _offer(self, event: Event) -> None:
         now_ms = self.clock_ns() // 1_000_000
         data = orjson.dumps(event_to_message(event, ingest_ts_ms=now_ms, source=self.source))
-        if isinstance(event, Trade):
-            slot = Slot(
-                event.symbol,
-                KIND_TRADE,
-                data,
-                event.receive_time_ns,
-                event.event_time_us,
-                event.trade_id,
-                event.trade_id,
-            )
-        elif isinstance(event, BestBidAsk):
-            slot = Slot(
-                event.symbol,
-                KIND_QUOTE,
-                data,
-                event.receive_time_ns,
-                event.event_time_us,
-                event.update_id,
-                event.update_id,
-            )
-        elif isinstance(event, DepthDiff):
-            slot = Slot(
-                event.symbol,
-                KIND_DEPTH,
-                data,
-                event.receive_time_ns,
-                event.event_time_us,
-                event.first_update_id,
-                event.last_update_id,
-            )
-        else:
-            slot = Slot(
-                event.symbol,
-                KIND_SNAPSHOT,
-                data,
-                event.receive_time_ns,
-                event.event_time_us,
-                event.last_update_id,
-                event.last_update_id,
-            )
+        kind, first, last = _kind_and_ids(event)
+        slot = Slot(
+            event.symbol, kind, data, event.receive_time_ns, event.event_time_us, first, last
+        )
         self.buffer.offer(slot)
         if self.buffer.resync_needed:
             for symbol in list(self.buffer.resync_needed):
@@ -682,14 +646,19 @@ def _stream(event: Event) -> str:
     return DEPTH
 
 
-def _first_id(event: Event) -> int:
+def _kind_and_ids(event: Event) -> tuple[int, int, int]:
+    """The buffer kind of an event and the first and last id it carries."""
     if isinstance(event, Trade):
-        return event.trade_id
+        return KIND_TRADE, event.trade_id, event.trade_id
     if isinstance(event, BestBidAsk):
-        return event.update_id
+        return KIND_QUOTE, event.update_id, event.update_id
     if isinstance(event, DepthDiff):
-        return event.first_update_id
-    return event.last_update_id
+        return KIND_DEPTH, event.first_update_id, event.last_update_id
+    return KIND_SNAPSHOT, event.last_update_id, event.last_update_id
+
+
+def _first_id(event: Event) -> int:
+    return _kind_and_ids(event)[1]
 
 
 def _refusal_hint(status: int) -> str:
