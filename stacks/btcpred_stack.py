@@ -25,6 +25,7 @@ from stacks.config import EnvConfig, config_for
 from stacks.data import EventStream
 from stacks.database import HistoryDatabase
 from stacks.functions import Functions
+from stacks.ingestor import Ingestor
 from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.nag import attach_checks
 from stacks.network import Network
@@ -59,6 +60,14 @@ class BtcpredStack(Stack):
             self, "Functions", config=config, network=self.network, cache=self.cache
         )
         fns = self.functions.functions
+        self.ingestor = Ingestor(
+            self,
+            "Ingestor",
+            config=config,
+            network=self.network,
+            stream=self.events.stream,
+            api_key=self.secrets.binance_api_key,
+        )
         self.apis = ClientApis(
             self,
             "Apis",
@@ -84,6 +93,8 @@ class BtcpredStack(Stack):
                 websocket_stage=WEBSOCKET_STAGE,
                 http_api_id=self.apis.http_api.api_id,
                 http_stage="$default",
+                ingestor_cluster_name=self.ingestor.cluster.cluster_name,
+                ingestor_service_name=self.ingestor.service.service_name,
             ),
         )
         self._outputs()
@@ -165,6 +176,8 @@ class BtcpredStack(Stack):
         CfnOutput(self, "BinanceApiKeySecret", value=self.secrets.binance_api_key.secret_arn)
         CfnOutput(self, "StreamName", value=self.events.stream.stream_name)
         CfnOutput(self, "AlarmTopic", value=self.monitoring.topic.topic_arn)
+        CfnOutput(self, "IngestorCluster", value=self.ingestor.cluster.cluster_name)
+        CfnOutput(self, "IngestorService", value=self.ingestor.service.service_name)
 
 
 def build(app: App) -> BtcpredStack:
