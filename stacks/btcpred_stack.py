@@ -182,7 +182,8 @@ class BtcpredStack(Stack):
 
 def build(app: App) -> BtcpredStack:
     """The environment named by ``app``'s context, with cdk-nag attached (what app.py runs)."""
-    context = {k: app.node.try_get_context(k) for k in ("env", "account", "region")}
+    keys = ("env", "account", "region", "ingestor_tasks")
+    context = {k: app.node.try_get_context(k) for k in keys}
     stack = BtcpredStack(app, config_for(context))
     attach_checks(app, stack)
     return stack

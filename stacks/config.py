@@ -2,7 +2,8 @@
 environments differ.
 
 ``app.py`` picks a row by the ``env`` context value (``cdk deploy -c env=prod``); ``account`` and
-``region`` may be overridden from context (``-c account=… -c region=…``). The default account is
+``region`` may be overridden from context (``-c account=… -c region=…``), and so may the
+ingestor's desired count for a first deploy (``-c ingestor_tasks=0``). The default account is
 a placeholder whose availability zones are committed in ``cdk.context.json`` so that ``cdk synth``
 works offline; a real deploy passes the operator's account (docs/deploy.md).
 """
@@ -159,6 +160,10 @@ class EnvConfig:
     ingestor_cpu: int = 256
     """CPU units (1024 = 1 vCPU)."""
     ingestor_memory_mb: int = 512
+    ingestor_desired_count: int = 1
+    """1; 0 only for an environment's first deploy, before the Binance key is set (context
+    ``-c ingestor_tasks=0``, docs/deploy.md): with the placeholder key no task becomes healthy,
+    the circuit breaker fails the service and with it the stack's creation."""
     alarms: AlarmThresholds = field(default_factory=AlarmThresholds)
 
     def __post_init__(self) -> None:
@@ -170,10 +175,20 @@ class EnvConfig:
         return f"btcpred-{self.name}"
 
     def with_overrides(self, context: Mapping[str, Any]) -> EnvConfig:
-        """This row with ``account`` and ``region`` from CDK context when given."""
+        """This row with ``account``, ``region`` and ``ingestor_tasks`` (the ingestor's
+        desired count) from CDK context when given."""
         account = str(context.get("account") or self.account)
         region = str(context.get("region") or self.region)
-        return replace(self, account=account, region=region)
+        tasks = context.get("ingestor_tasks")
+        desired = self.ingestor_desired_count if tasks in (None, "") else _count(tasks)
+        return replace(self, account=account, region=region, ingestor_desired_count=desired)
+
+
+def _count(value: Any) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ConfigError(f"ingestor_tasks: {value!r} is not 0 or 1") from None
 
 
 def _check(ok: bool, name: str, message: str) -> None:
@@ -241,6 +256,7 @@ def _validate(c: EnvConfig) -> None:
         "positive",
     )
     _check(c.http_rate_limit > 0 and c.http_burst_limit > 0, "http throttling", "positive")
+    _check(c.ingestor_desired_count in (0, 1), "ingestor_tasks", "0 (first deploy) or 1")
     _check(
         c.ingestor_memory_mb in _FARGATE_MEMORY_MB.get(c.ingestor_cpu, ()),
         "ingestor_cpu/ingestor_memory_mb",

@@ -177,7 +177,7 @@ class Ingestor(Construct):
             service_name=f"{config.prefix}-ingestor",
             cluster=self.cluster,
             task_definition=task,
-            desired_count=1,
+            desired_count=config.ingestor_desired_count,
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),

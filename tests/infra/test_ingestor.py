@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from stacks.config import ENVIRONMENTS, ConfigError, EnvConfig
-from tests.infra.conftest import ROOT, Synthesized
+from stacks.config import ENVIRONMENTS, ConfigError, EnvConfig, config_for
+from tests.infra.conftest import ROOT, Synthesized, cdk_context
 
 CONTRACT_VARIABLES = {
     "SYMBOLS",
@@ -337,3 +337,21 @@ def test_the_image_installs_the_pins_from_the_requirement_files_only() -> None:
         line for line in (ROOT / ".dockerignore").read_text().splitlines() if line[:1] not in "#"
     ]
     assert patterns[0] == "*", "everything is excluded first, then the build inputs admitted"
+
+
+def test_a_first_deploy_may_start_the_service_without_a_task(tmp_path: Path) -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_ecs as ecs
+
+    from stacks.btcpred_stack import BtcpredStack
+
+    assert config_for({"env": "prod"}).ingestor_desired_count == 1
+    with pytest.raises(ConfigError, match="ingestor_tasks"):
+        config_for({"env": "dev", "ingestor_tasks": "2"})
+    with pytest.raises(ConfigError, match="ingestor_tasks"):
+        config_for({"env": "dev", "ingestor_tasks": "none"})
+    app = cdk.App(context=cdk_context("dev"), outdir=str(tmp_path))
+    stack = BtcpredStack(app, config_for({"env": "dev", "ingestor_tasks": "0"}))
+    service = stack.ingestor.service.node.default_child
+    assert isinstance(service, ecs.CfnService)
+    assert service.desired_count == 0
