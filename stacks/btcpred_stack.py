@@ -56,10 +56,6 @@ class BtcpredStack(Stack):
         self.secrets = AppSecrets(self, "Secrets", config=config)
         self.cache = FeatureCache(self, "FeatureCache", config=config, network=self.network)
         self.database = HistoryDatabase(self, "History", config=config, network=self.network)
-        self.functions = Functions(
-            self, "Functions", config=config, network=self.network, cache=self.cache
-        )
-        fns = self.functions.functions
         self.ingestor = Ingestor(
             self,
             "Ingestor",
@@ -68,6 +64,10 @@ class BtcpredStack(Stack):
             stream=self.events.stream,
             api_key=self.secrets.binance_api_key,
         )
+        self.functions = Functions(
+            self, "Functions", config=config, network=self.network, cache=self.cache
+        )
+        fns = self.functions.functions
         self.apis = ClientApis(
             self,
             "Apis",
