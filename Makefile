@@ -46,10 +46,12 @@ synth: $(STAMP) layers $(CDK)
 	bash scripts/synth.sh
 
 # One environment into the account of your AWS credentials: docs/deploy.md lists the steps
-# before the first deploy (bootstrap, secrets). ACCOUNT and REGION override the config table.
+# before the first deploy (bootstrap, secrets). ACCOUNT and REGION override the config table;
+# INGESTOR_TASKS=0 deploys the ingestor without a task (first deploy, before the Binance key).
 deploy: $(STAMP) layers $(CDK)
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(CDK) deploy --no-notices -c env=$(ENV) \
 		$(if $(ACCOUNT),-c account=$(ACCOUNT)) $(if $(REGION),-c region=$(REGION)) \
+		$(if $(INGESTOR_TASKS),-c ingestor_tasks=$(INGESTOR_TASKS)) \
 		--require-approval broadening
 
 lint: $(STAMP)

@@ -3,7 +3,8 @@
 Every alarm is named ``{prefix}-{name}`` and sends both its ALARM and its OK transition to the
 environment's topic. Missing data is chosen per alarm:
 
-- ``BREACHING`` where silence is the failure (no predictions, no records on the stream);
+- ``BREACHING`` where silence is the failure (no predictions, no records on the stream, no
+  frames from Binance, no running ingestor task);
 - ``NOT_BREACHING`` for counts of bad events, which CloudWatch reports only when something ran
   (no invocation means no error);
 - ``MISSING`` where no data says nothing either way (no predictions to judge accuracy, latency or
@@ -137,6 +138,64 @@ ALARMS: Final[tuple[AlarmSpec, ...]] = (
         "errors).",
     ),
     AlarmSpec(
+        "ingestor-no-tasks",
+        lambda s, c: s.ingestor_tasks("RunningTaskCount", "Maximum", MINUTE),
+        lambda c: 1,
+        _Op.LESS_THAN_THRESHOLD,
+        _Missing.BREACHING,
+        "No ingestor task was running for 2 minutes (Container Insights' RunningTaskCount): "
+        "ECS cannot start one or it keeps stopping.",
+        "The service's events and stopped tasks' reasons (aws ecs describe-services, "
+        "describe-tasks): image pull, secret access, health check or out of memory.",
+        periods=2,
+    ),
+    AlarmSpec(
+        "ingestor-no-frames",
+        lambda s, c: s.ingestor("Frames", "Sum", MINUTE),
+        lambda c: 1,
+        _Op.LESS_THAN_THRESHOLD,
+        _Missing.BREACHING,
+        "The ingestor received no frame from Binance for 2 minutes (or reported nothing at "
+        "all): it is down, cannot connect, or the stream went silent.",
+        "The ingestor's logs (connect errors, HTTP 451/401 from Binance, the API key secret); "
+        "Reconnects and ConnectionAgeS on the dashboard; then ingestor-no-tasks.",
+        periods=2,
+    ),
+    AlarmSpec(
+        "ingestor-put-failures",
+        lambda s, c: s.ingest_put_failures(_FIVE_MINUTES),
+        lambda c: c.alarms.max_ingest_put_failures_per_5min,
+        _Op.GREATER_THAN_THRESHOLD,
+        _Missing.NOT_BREACHING,
+        "Ingestor writes to Kinesis failed in 5 minutes (PutRecords calls that raised plus "
+        "entries the stream rejected; both are resent, but events are delayed).",
+        "kinesis-write-throttled and the stream's incoming bytes against the shard limits; "
+        "the ingestor's logs for the error (AccessDenied, network, throttling).",
+    ),
+    AlarmSpec(
+        "ingestor-gaps",
+        lambda s, c: s.ingestor("Gaps", "Sum", _FIVE_MINUTES),
+        lambda c: c.alarms.ingest_gap_count,
+        _Op.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        _Missing.NOT_BREACHING,
+        "The ingestor saw gaps in Binance's update ids in 5 minutes: market events were lost "
+        "between Binance and the ingestor (the depth book is resynchronized).",
+        "GapEvents, Reconnects, ShedEvents and BufferFillPercent on the dashboard: shedding "
+        "means the task is too small or Kinesis too slow; reconnects mean the network.",
+    ),
+    AlarmSpec(
+        "ingestor-lag",
+        lambda s, c: s.ingestor("ExchangeLagMs", "p99", MINUTE),
+        lambda c: c.alarms.max_ingest_lag_p99_ms,
+        _Op.GREATER_THAN_THRESHOLD,
+        _Missing.MISSING,
+        "Events reach Kinesis late (exchange event time to put acknowledged, p99 ms) for 3 "
+        "minutes: the ingestor, its network or the stream is slow.",
+        "BufferFillPercent and PutCalls on the dashboard, the task's CPU (Container Insights), "
+        "ingestor-put-failures; then clock skew in the logs.",
+        periods=3,
+    ),
+    AlarmSpec(
         "kinesis-write-throttled",
         lambda s, c: s.stream("WriteProvisionedThroughputExceeded", "Sum", _FIVE_MINUTES),
         lambda c: c.alarms.kinesis_write_throttle_count,
@@ -211,10 +270,10 @@ ALARMS: Final[tuple[AlarmSpec, ...]] = (
 """The alarms that are not per function."""
 
 _FUNCTION_FIRST_STEP: Final[Mapping[str, str]] = {
-    "aggregator": "its logs (a batch that raises is retried until the DLQ) and Redis health.",
-    "inference": "its logs (model load, Redis, REST) and /health.",
-    "api": "its logs and Redis health.",
-    "websocket": "its logs, Redis health and the token secret.",
+    "aggregator": "logs (a batch that raises is retried until the DLQ) and Redis health.",
+    "inference": "logs (model load, Redis, REST) and /health.",
+    "api": "logs and Redis health.",
+    "websocket": "logs, Redis health and the token secret.",
 }
 
 

@@ -25,6 +25,7 @@ from stacks.config import EnvConfig, config_for
 from stacks.data import EventStream
 from stacks.database import HistoryDatabase
 from stacks.functions import Functions
+from stacks.ingestor import Ingestor
 from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.nag import attach_checks
 from stacks.network import Network
@@ -55,6 +56,14 @@ class BtcpredStack(Stack):
         self.secrets = AppSecrets(self, "Secrets", config=config)
         self.cache = FeatureCache(self, "FeatureCache", config=config, network=self.network)
         self.database = HistoryDatabase(self, "History", config=config, network=self.network)
+        self.ingestor = Ingestor(
+            self,
+            "Ingestor",
+            config=config,
+            network=self.network,
+            stream=self.events.stream,
+            api_key=self.secrets.binance_api_key,
+        )
         self.functions = Functions(
             self, "Functions", config=config, network=self.network, cache=self.cache
         )
@@ -84,6 +93,8 @@ class BtcpredStack(Stack):
                 websocket_stage=WEBSOCKET_STAGE,
                 http_api_id=self.apis.http_api.api_id,
                 http_stage="$default",
+                ingestor_cluster_name=self.ingestor.cluster.cluster_name,
+                ingestor_service_name=self.ingestor.service.service_name,
             ),
         )
         self._outputs()
@@ -165,11 +176,14 @@ class BtcpredStack(Stack):
         CfnOutput(self, "BinanceApiKeySecret", value=self.secrets.binance_api_key.secret_arn)
         CfnOutput(self, "StreamName", value=self.events.stream.stream_name)
         CfnOutput(self, "AlarmTopic", value=self.monitoring.topic.topic_arn)
+        CfnOutput(self, "IngestorCluster", value=self.ingestor.cluster.cluster_name)
+        CfnOutput(self, "IngestorService", value=self.ingestor.service.service_name)
 
 
 def build(app: App) -> BtcpredStack:
     """The environment named by ``app``'s context, with cdk-nag attached (what app.py runs)."""
-    context = {k: app.node.try_get_context(k) for k in ("env", "account", "region")}
+    keys = ("env", "account", "region", "ingestor_tasks")
+    context = {k: app.node.try_get_context(k) for k in keys}
     stack = BtcpredStack(app, config_for(context))
     attach_checks(app, stack)
     return stack

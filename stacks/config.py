@@ -2,7 +2,8 @@
 environments differ.
 
 ``app.py`` picks a row by the ``env`` context value (``cdk deploy -c env=prod``); ``account`` and
-``region`` may be overridden from context (``-c account=… -c region=…``). The default account is
+``region`` may be overridden from context (``-c account=… -c region=…``), and so may the
+ingestor's desired count for a first deploy (``-c ingestor_tasks=0``). The default account is
 a placeholder whose availability zones are committed in ``cdk.context.json`` so that ``cdk synth``
 works offline; a real deploy passes the operator's account (docs/deploy.md).
 """
@@ -32,6 +33,14 @@ DEFAULT_REGION: Final = "ap-northeast-1"
 # Regions from which Binance answers 451 (US) are refused outright.
 _REFUSED_REGION: Final = re.compile(r"us-(east|west|gov-east|gov-west)-\d")
 _LOG_LEVELS: Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})
+# Fargate's task sizes (Linux): CPU units -> the memory sizes (MiB) allowed with them.
+_FARGATE_MEMORY_MB: Final[Mapping[int, frozenset[int]]] = {
+    256: frozenset({512, 1024, 2048}),
+    512: frozenset(range(1024, 4097, 1024)),
+    1024: frozenset(range(2048, 8193, 1024)),
+    2048: frozenset(range(4096, 16385, 1024)),
+    4096: frozenset(range(8192, 30721, 1024)),
+}
 # CloudWatch Logs accepts only these retention periods (days).
 _RETENTION_DAYS: Final = frozenset({1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545})
 # The inference function's MAX_FEATURE_AGE_MS (btcpred.settings.InferenceSettings' default):
@@ -86,6 +95,17 @@ class AlarmThresholds:
     """WebSocket API errors calling its function in 5 minutes at or above this."""
     http_5xx_count: int = 10
     """HTTP API 5xx responses in 5 minutes at or above this (503 means no fresh prediction)."""
+    max_ingest_put_failures_per_5min: int = 10
+    """Ingestor writes that failed in 5 minutes (whole PutRecords calls that raised plus entries
+    Kinesis rejected and the ingestor resent) above this: the stream refuses or the network to
+    it fails. A few rejected entries under a burst are normal, they are resent."""
+    ingest_gap_count: int = 1
+    """Sequence gaps the ingestor detected in 5 minutes at or above this (events lost between
+    Binance and the ingestor; the depth book is resynchronized)."""
+    max_ingest_lag_p99_ms: float = 1500.0
+    """Exchange event time to Kinesis acknowledgement, p99 per minute, above this for 3 minutes.
+    Must stay below ``max_feature_age_ms``: events that arrive later than that make the features
+    stale anyway, and the lag alarm should name the ingestor first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +156,14 @@ class EnvConfig:
     websocket_burst_limit: int = 500
     http_rate_limit: float = 50.0
     http_burst_limit: int = 100
+    # the ingestor's Fargate task (a legal Fargate cpu/memory pair, ARM64)
+    ingestor_cpu: int = 256
+    """CPU units (1024 = 1 vCPU)."""
+    ingestor_memory_mb: int = 512
+    ingestor_desired_count: int = 1
+    """1; 0 only for an environment's first deploy, before the Binance key is set (context
+    ``-c ingestor_tasks=0``, docs/deploy.md): with the placeholder key no task becomes healthy,
+    the circuit breaker fails the service and with it the stack's creation."""
     alarms: AlarmThresholds = field(default_factory=AlarmThresholds)
 
     def __post_init__(self) -> None:
@@ -147,10 +175,20 @@ class EnvConfig:
         return f"btcpred-{self.name}"
 
     def with_overrides(self, context: Mapping[str, Any]) -> EnvConfig:
-        """This row with ``account`` and ``region`` from CDK context when given."""
+        """This row with ``account``, ``region`` and ``ingestor_tasks`` (the ingestor's
+        desired count) from CDK context when given."""
         account = str(context.get("account") or self.account)
         region = str(context.get("region") or self.region)
-        return replace(self, account=account, region=region)
+        tasks = context.get("ingestor_tasks")
+        desired = self.ingestor_desired_count if tasks in (None, "") else _count(tasks)
+        return replace(self, account=account, region=region, ingestor_desired_count=desired)
+
+
+def _count(value: Any) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ConfigError(f"ingestor_tasks: {value!r} is not 0 or 1") from None
 
 
 def _check(ok: bool, name: str, message: str) -> None:
@@ -218,6 +256,13 @@ def _validate(c: EnvConfig) -> None:
         "positive",
     )
     _check(c.http_rate_limit > 0 and c.http_burst_limit > 0, "http throttling", "positive")
+    _check(c.ingestor_desired_count in (0, 1), "ingestor_tasks", "0 (first deploy) or 1")
+    _check(
+        c.ingestor_memory_mb in _FARGATE_MEMORY_MB.get(c.ingestor_cpu, ()),
+        "ingestor_cpu/ingestor_memory_mb",
+        f"{c.ingestor_cpu}/{c.ingestor_memory_mb} is not a Fargate size "
+        "(256: 512-2048, 512: 1024-4096, 1024: 2048-8192, 2048: 4096-16384, 4096: 8192-30720)",
+    )
     _check(
         not (c.name == "prod" and not (c.deletion_protection and c.retain_data)),
         "prod",
@@ -236,6 +281,8 @@ _COUNT_THRESHOLDS: Final = (
     "redis_throttled_cmds",
     "websocket_execution_errors",
     "http_5xx_count",
+    "max_ingest_put_failures_per_5min",
+    "ingest_gap_count",
 )
 
 
@@ -271,6 +318,11 @@ def _validate_alarms(c: EnvConfig) -> None:
         "positive and below db_allocated_storage_gb",
     )
     _check(0 < a.max_db_cpu_percent < 100, "alarms.max_db_cpu_percent", "between 0 and 100")
+    _check(
+        0 < a.max_ingest_lag_p99_ms < a.max_feature_age_ms,
+        "alarms.max_ingest_lag_p99_ms",
+        "positive and below max_feature_age_ms (later events make stale features anyway)",
+    )
     for name in _COUNT_THRESHOLDS:
         _check(getattr(a, name) >= 1, f"alarms.{name}", "at least 1")
 
@@ -284,6 +336,8 @@ ENVIRONMENTS: Final[Mapping[str, EnvConfig]] = {
         cache_snapshot_retention_days=1,
         log_retention_days=30,
         aggregator_retry_attempts=5,
+        ingestor_cpu=512,
+        ingestor_memory_mb=1024,
     ),
     "prod": EnvConfig(
         name="prod",
@@ -310,7 +364,11 @@ ENVIRONMENTS: Final[Mapping[str, EnvConfig]] = {
         websocket_burst_limit=2000,
         http_rate_limit=200.0,
         http_burst_limit=400,
-        alarms=AlarmThresholds(max_feature_age_ms=3000, max_fallback_share=0.2),
+        ingestor_cpu=512,
+        ingestor_memory_mb=1024,
+        alarms=AlarmThresholds(
+            max_feature_age_ms=3000, max_fallback_share=0.2, max_ingest_lag_p99_ms=1000.0
+        ),
     ),
 }
 

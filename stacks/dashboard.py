@@ -2,8 +2,8 @@
 to the services under them.
 
 Each row is a section title and its graphs; every graph has a plain title and its unit on the
-axis. Application series come from the functions' EMF metrics (per minute unless said),
-summed over the symbols (they carry no symbol dimension).
+axis. Application series come from the functions' and the ingestor's EMF metrics (per minute
+unless said), summed over the symbols (they carry no symbol dimension).
 """
 
 from __future__ import annotations
@@ -56,6 +56,14 @@ _BATCH_PROBLEMS: Final = (
     "WarmupFailures",
     "WarmupSkipped",
 )
+_INGEST_TROUBLE: Final = (
+    "Gaps",
+    "GapEvents",
+    "Reconnects",
+    "ShedEvents",
+    "MalformedFrames",
+    "DepthResyncs",
+)
 _UPKEEP: Final = (
     "ModelReloads",
     "ModelReloadFailures",
@@ -90,6 +98,7 @@ def build_dashboard(
         ("Fallbacks: why a prediction did not use the stream's features", _fallbacks(signals, t)),
         ("Accuracy, scored 60 s after each prediction", _accuracy(signals, t)),
         ("Ticks, model and history", _upkeep(signals)),
+        ("Ingestor: Binance to the stream (Fargate)", _ingestor(signals, t)),
         ("Aggregator: stream to features", _aggregator(signals, t)),
         ("Lambda functions", functions_row(signals)),
         ("Kinesis stream", stream_row(signals)),
@@ -108,8 +117,8 @@ def _header(config: EnvConfig) -> cw.TextWidget:
         f"## btcpred {config.name}: is the predictor publishing, and is it any good?\n"
         f"A prediction for {symbols} every {config.prediction_interval_s:g} s. Read top-down: "
         "predictions going out and their latency, fallbacks, online accuracy against the "
-        "random walk, then the pipeline under them (aggregator, stream, Redis, database, "
-        "functions) and the client APIs. Application series are the functions' EMF metrics "
+        "random walk, then the pipeline under them (ingestor, aggregator, stream, Redis, "
+        "database, functions) and the client APIs. Application series are the EMF metrics "
         "(namespace `btcpred`, dimension `service`), summed over symbols.\n\n"
         f"Every alarm pages the `{config.prefix}-alarms` topic; what each one means and what to "
         f"do first: **{RUNBOOK}** (in the repository)."
@@ -223,6 +232,48 @@ def _upkeep(s: Signals) -> list[cw.IWidget]:
             "count / min",
             [s.inference(name, label=name) for name in _UPKEEP],
             width=12,
+        ),
+    ]
+
+
+def _ingestor(s: Signals, t: AlarmThresholds) -> list[cw.IWidget]:
+    return [
+        graph(
+            "Frames, events and records",
+            "count / min",
+            [s.ingestor(n, label=n) for n in ("Frames", "Events", "Records")],
+            right=[s.ingestor_tasks(label="running tasks")],
+            right_unit="tasks",
+            width=5,
+        ),
+        graph(
+            "Exchange to Kinesis lag",
+            "ms",
+            [s.ingestor("ExchangeLagMs", st, label=st) for st in ("p50", "p99", "Maximum")],
+            lines=[(t.max_ingest_lag_p99_ms, "p99 alarm")],
+            width=5,
+        ),
+        graph(
+            "Gaps, reconnects, shedding",
+            "count / min",
+            [s.ingestor(name, label=name) for name in _INGEST_TROUBLE],
+            width=5,
+        ),
+        graph(
+            "Puts to Kinesis",
+            "count / min",
+            [s.ingestor(n, label=n) for n in ("PutCalls", "PutFailedEntries", "PutErrors")],
+            right=[s.ingestor("RecordBytes", label="record bytes")],
+            right_unit="bytes / min",
+            width=5,
+        ),
+        graph(
+            "Buffer fill and connection age",
+            "%",
+            [s.ingestor("BufferFillPercent", "Maximum", label="buffer fill (max)")],
+            right=[s.ingestor("ConnectionAgeS", "Maximum", label="connection age")],
+            right_unit="s",
+            width=4,
         ),
     ]
 

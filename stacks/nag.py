@@ -147,9 +147,30 @@ def _data(stack: BtcpredStack) -> None:
     )
 
 
+def _ingestor(stack: BtcpredStack) -> None:
+    task = stack.ingestor.task_definition
+    _ack(
+        task,
+        "AwsSolutions-ECS2",
+        "the container's environment holds names, URLs, sizes and the Binance key secret's ARN, "
+        "no secret value: the process reads the key itself (GetSecretValue on that one secret), "
+        "the contract of btcpred ingest (BINANCE_API_KEY_SECRET_ARN, docs/security.md)",
+    )
+    if task.execution_role is None:
+        raise RuntimeError("a Fargate task with an image asset has an execution role")
+    _ack(
+        task.execution_role,
+        "AwsSolutions-IAM5[Resource::*]",
+        "ecr:GetAuthorizationToken only (the image pull's login): ECR offers no resource-level "
+        "permission for it, so AWS requires Resource '*'; the pulls themselves are limited to "
+        "the CDK assets repository",
+    )
+
+
 def attach_checks(app: App, stack: BtcpredStack) -> None:
     """Run AwsSolutionsChecks on ``app``; acknowledge the reviewed findings of ``stack``."""
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     _functions(stack)
     _apis(stack)
     _data(stack)
+    _ingestor(stack)

@@ -1,16 +1,19 @@
 """Every metric the dashboard and the alarms read, named once.
 
-Application metrics are the functions' CloudWatch EMF output (Powertools ``Metrics``): namespace
-``btcpred`` and exactly one dimension, ``service`` (``inference`` or ``aggregator``); no metric
-carries a ``symbol`` dimension, so every application series sums or aggregates over the
-symbols. The names are those ``btcpred.inference.tickmetrics``, ``btcpred.inference.service``
-and ``lambdas/aggregator/handler.py`` emit (docs/inference.md, docs/aggregator.md).
+Application metrics are CloudWatch EMF output: namespace ``btcpred`` and exactly one dimension,
+``service`` (``inference`` or ``aggregator``, the functions' Powertools ``Metrics``, or
+``ingestor``, the Fargate task's stdout every 10 s); no metric carries a ``symbol`` dimension,
+so every application series sums or aggregates over the symbols. The names are those
+``btcpred.inference.tickmetrics``, ``btcpred.inference.service`` and
+``lambdas/aggregator/handler.py`` emit (docs/inference.md, docs/aggregator.md), and the
+ingestor's contract (:data:`INGESTOR_METRICS`).
 
 AWS metrics use each service's own dimensions: ``FunctionName`` (Lambda), ``StreamName``
 (Kinesis), ``QueueName`` (SQS), ``DBInstanceIdentifier`` (RDS), ``clusterId`` (ElastiCache
 Serverless: lower-case ``c``, the cache's name; ``CacheClusterId`` is the node-based caches'
 dimension and finds nothing for a serverless cache) and ``ApiId`` + ``Stage`` (API Gateway, both
-the WebSocket and the HTTP API).
+the WebSocket and the HTTP API), and ``ClusterName`` + ``ServiceName`` (Container Insights'
+``ECS/ContainerInsights`` service metrics).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ __all__ = [
     "AGGREGATOR",
     "FUNCTION_KEYS",
     "INFERENCE",
+    "INGESTOR",
+    "INGESTOR_METRICS",
     "MINUTE",
     "NAMESPACE",
     "MonitoredResources",
@@ -42,6 +47,30 @@ INFERENCE: Final = "inference"
 """The ``service`` dimension of the inference function's metrics."""
 AGGREGATOR: Final = "aggregator"
 """The ``service`` dimension of the aggregator's metrics."""
+INGESTOR: Final = "ingestor"
+"""The ``service`` dimension of the ingestor's metrics."""
+INGESTOR_METRICS: Final[Mapping[str, str]] = {
+    "Frames": "Count",
+    "Events": "Count",
+    "Records": "Count",
+    "RecordBytes": "Bytes",
+    "PutCalls": "Count",
+    "PutFailedEntries": "Count",
+    "PutErrors": "Count",
+    "Gaps": "Count",
+    "GapEvents": "Count",
+    "Reconnects": "Count",
+    "ShedEvents": "Count",
+    "MalformedFrames": "Count",
+    "DepthResyncs": "Count",
+    "BufferFillPercent": "Percent",
+    "ExchangeLagMs": "Milliseconds",
+    "ConnectionAgeS": "Seconds",
+}
+"""What ``btcpred ingest`` emits (name: unit), as agreed with it: ``PutFailedEntries`` are
+entries Kinesis rejected and the ingestor resent, ``PutErrors`` whole calls that raised,
+``GapEvents`` the ids inside gap ranges, ``BufferFillPercent`` the interval's maximum,
+``ExchangeLagMs`` exchange event time to the put's acknowledgement."""
 FUNCTION_KEYS: Final = ("aggregator", "inference", "api", "websocket")
 """The functions the monitoring expects, by the keys of :attr:`MonitoredResources.functions`."""
 MINUTE: Final = Duration.minutes(1)
@@ -67,6 +96,8 @@ class MonitoredResources:
         The WebSocket API and its stage.
     http_api_id, http_stage
         The HTTP API and its stage (``$default``).
+    ingestor_cluster_name, ingestor_service_name
+        The ingestor's ECS cluster and service (Container Insights' dimensions).
     """
 
     functions: Mapping[str, lambda_.IFunction]
@@ -78,6 +109,8 @@ class MonitoredResources:
     websocket_stage: str
     http_api_id: str
     http_stage: str
+    ingestor_cluster_name: str
+    ingestor_service_name: str
 
     def __post_init__(self) -> None:
         if set(self.functions) != set(FUNCTION_KEYS):
@@ -112,6 +145,51 @@ class Signals:
     ) -> cw.Metric:
         """A metric the aggregator emits (EMF, ``service=aggregator``)."""
         return _emf(AGGREGATOR, name, statistic, period, label)
+
+    def ingestor(
+        self, name: str, statistic: str = "Sum", period: Duration = MINUTE, label: str | None = None
+    ) -> cw.Metric:
+        """A metric the ingestor emits (EMF, ``service=ingestor``; one of
+        :data:`INGESTOR_METRICS`)."""
+        if name not in INGESTOR_METRICS:
+            raise ValueError(f"{name}: the ingestor emits no such metric")
+        return _emf(INGESTOR, name, statistic, period, label)
+
+    def ingestor_tasks(
+        self,
+        name: str = "RunningTaskCount",
+        statistic: str = "Maximum",
+        period: Duration = MINUTE,
+        label: str | None = None,
+    ) -> cw.Metric:
+        """An ``ECS/ContainerInsights`` metric of the ingestor's service (``ClusterName``,
+        ``ServiceName``)."""
+        r = self.resources
+        return cw.Metric(
+            namespace="ECS/ContainerInsights",
+            metric_name=name,
+            dimensions_map={
+                "ClusterName": r.ingestor_cluster_name,
+                "ServiceName": r.ingestor_service_name,
+            },
+            statistic=statistic,
+            period=period,
+            label=label,
+        )
+
+    def ingest_put_failures(self, period: Duration) -> cw.MathExpression:
+        """``PutErrors + PutFailedEntries``: failed calls and rejected entries (both resent).
+
+        A period without a value of one of them counts it as 0."""
+        return cw.MathExpression(
+            expression="FILL(errors, 0) + FILL(rejected, 0)",
+            using_metrics={
+                "errors": self.ingestor("PutErrors", "Sum", period),
+                "rejected": self.ingestor("PutFailedEntries", "Sum", period),
+            },
+            label="failed puts and rejected entries",
+            period=period,
+        )
 
     def function(
         self,

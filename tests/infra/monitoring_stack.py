@@ -28,6 +28,7 @@ CACHE = "btcpred-dev-cache"
 FUNCTIONS = ("aggregator", "inference", "api", "websocket")
 WEBSOCKET = {"ApiId": "wsapi123", "Stage": "live"}
 HTTP = {"ApiId": "httpapi123", "Stage": "$default"}
+INGESTOR = {"ClusterName": "btcpred-dev", "ServiceName": "btcpred-dev-ingestor"}
 # The stand-ins' findings by construct id prefix; the monitoring has none to acknowledge.
 STAND_IN_FINDINGS = {
     "fn": (
@@ -78,6 +79,8 @@ def build(*, acknowledge: bool = False) -> tuple[cdk.App, cdk.Stack, Monitoring]
         websocket_stage=WEBSOCKET["Stage"],
         http_api_id=HTTP["ApiId"],
         http_stage=HTTP["Stage"],
+        ingestor_cluster_name=INGESTOR["ClusterName"],
+        ingestor_service_name=INGESTOR["ServiceName"],
     )
     monitoring = Monitoring(stack, "Monitoring", config=CONFIG, resources=resources)
     if acknowledge:

@@ -74,6 +74,10 @@ def test_the_scored_sample_floor_must_be_reachable_in_an_hour() -> None:
         ("redis_throttled_cmds", 0),
         ("websocket_execution_errors", 0),
         ("http_5xx_count", 0),
+        ("max_ingest_put_failures_per_5min", 0),
+        ("ingest_gap_count", 0),
+        ("max_ingest_lag_p99_ms", 0.0),
+        ("max_ingest_lag_p99_ms", 4000.0),  # the feature-age threshold: stale features first
     ],
 )
 def test_a_threshold_that_never_or_always_alarms_is_refused(field: str, value: float) -> None:

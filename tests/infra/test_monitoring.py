@@ -49,7 +49,7 @@ def test_every_alarm_notifies_the_topic_on_alarm_and_on_ok(
     topic_id, _ = one(template, "AWS::SNS::Topic")
     found = alarms(template)
     assert set(found) == set(monitoring.alarms)
-    assert len(found) == 14 + 2 * len(FUNCTIONS)
+    assert len(found) == 19 + 2 * len(FUNCTIONS)
     for name, alarm in found.items():
         assert alarm["AlarmActions"] == [{"Ref": topic_id}], name
         assert alarm["OKActions"] == [{"Ref": topic_id}], name
@@ -62,6 +62,8 @@ def test_missing_data_is_chosen_per_alarm(template: Template) -> None:
     # silence is the failure: no predictions, nothing on the stream
     assert missing["predictor-stalled"] == "breaching"
     assert missing["stream-silent"] == "breaching"
+    assert missing["ingestor-no-frames"] == "breaching"
+    assert missing["ingestor-no-tasks"] == "breaching"
     # nothing to judge by: keep the state (the stall alarm pages for the silence)
     for name in (
         "stale-features",
@@ -70,6 +72,7 @@ def test_missing_data_is_chosen_per_alarm(template: Template) -> None:
         "inference-latency-p99",
         "aggregator-iterator-age",
         "db-free-storage-low",
+        "ingestor-lag",
     ):
         assert missing[name] == "missing", name
     # counts of bad events: no data, nothing bad
@@ -81,6 +84,8 @@ def test_missing_data_is_chosen_per_alarm(template: Template) -> None:
         "websocket-execution-errors",
         "lambda-errors-inference",
         "lambda-throttles-aggregator",
+        "ingestor-put-failures",
+        "ingestor-gaps",
     ):
         assert missing[name] == "notBreaching", name
 
@@ -296,6 +301,8 @@ def test_resources_must_name_exactly_the_four_functions(
             websocket_stage="s",
             http_api_id="h",
             http_stage="$default",
+            ingestor_cluster_name="c",
+            ingestor_service_name="s",
         )
 
 

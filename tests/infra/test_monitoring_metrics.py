@@ -4,7 +4,9 @@ Application metrics are checked against what the code really emits, not against 
 monitoring's own strings: the aggregator's names from running its handler's ``_emit``, the
 inference function's from the ``metrics.add("Name", "Unit", value)`` calls in
 ``btcpred.inference`` (parsed), and the dimensions of both from real EMF flushes through the
-handlers' Powertools ``Metrics`` objects. AWS metrics are checked against the names and
+handlers' Powertools ``Metrics`` objects. The ingestor's names are its contract, copied here
+from the ingestor's specification (not from ``stacks.signals``) until ``btcpred.ingest`` lands
+in this branch and can be read instead. AWS metrics are checked against the names and
 dimensions the AWS documentation gives for each service.
 """
 
@@ -23,11 +25,44 @@ from aws_cdk.assertions import Template
 from btcpred.aggregator import BatchResult
 from btcpred.inference.accuracy import confidence_band
 from btcpred.inference.aws import EmfMetrics
-from tests.infra.monitoring_stack import CACHE, FUNCTIONS, HTTP, WEBSOCKET, build, logical_id
+from stacks.signals import INGESTOR_METRICS
+from tests.infra.monitoring_stack import (
+    CACHE,
+    FUNCTIONS,
+    HTTP,
+    INGESTOR,
+    WEBSOCKET,
+    build,
+    logical_id,
+)
 from tests.infra.monitoring_stack import all_metrics as metrics_of
 
 INFERENCE_SOURCES = Path(__file__).resolve().parents[2] / "src/btcpred/inference"
 UNITS = {"Count", "Milliseconds", "None"}
+# What `btcpred ingest` emits every 10 s (namespace btcpred, dimension service=ingestor).
+INGESTOR_CONTRACT = {
+    **dict.fromkeys(
+        (
+            "Frames",
+            "Events",
+            "Records",
+            "PutCalls",
+            "PutFailedEntries",
+            "PutErrors",
+            "Gaps",
+            "GapEvents",
+            "Reconnects",
+            "ShedEvents",
+            "MalformedFrames",
+            "DepthResyncs",
+        ),
+        "Count",
+    ),
+    "RecordBytes": "Bytes",
+    "BufferFillPercent": "Percent",
+    "ExchangeLagMs": "Milliseconds",
+    "ConnectionAgeS": "Seconds",
+}
 
 
 def inference_names() -> tuple[set[str], list[re.Pattern[str]]]:
@@ -122,7 +157,11 @@ def test_emf_metrics_carry_exactly_the_dimension_service(
 
 def test_application_metrics_are_emitted_under_their_service(built: tuple[Template, Any]) -> None:
     template, _ = built
-    emitted = {"inference": inference_names()[0], "aggregator": aggregator_names()}
+    emitted = {
+        "inference": inference_names()[0],
+        "aggregator": aggregator_names(),
+        "ingestor": set(INGESTOR_CONTRACT),
+    }
     (pattern,) = inference_names()[1]
     bands = {confidence_band(c).capitalize() for c in (0.1, 0.5, 0.9)}
     application = [(n, d) for ns, n, d in metrics_of(template) if ns == "btcpred"]
@@ -134,11 +173,18 @@ def test_application_metrics_are_emitted_under_their_service(built: tuple[Templa
         assert name in emitted[service] or (banded and banded.group(1) in bands), (
             f"{name} is not emitted by {service}"
         )
-    assert {d["service"] for _, d in application} == {"inference", "aggregator"}
+    assert {d["service"] for _, d in application} == {"inference", "aggregator", "ingestor"}
+    shown = {n for n, d in application if d["service"] == "ingestor"}
+    assert shown == set(INGESTOR_CONTRACT), "every ingestor metric is graphed or alarmed on"
+
+
+def test_the_monitorings_ingestor_table_is_the_contract() -> None:
+    assert dict(INGESTOR_METRICS) == INGESTOR_CONTRACT
 
 
 # Names from the AWS documentation for each service's CloudWatch metrics (ElastiCache: the
-# Valkey/Redis OSS serverless cache metrics, dimension clusterId).
+# Valkey/Redis OSS serverless cache metrics, dimension clusterId; ECS: Container Insights'
+# service-level metrics, dimensions ClusterName and ServiceName).
 DOCUMENTED = {
     "AWS/Lambda": {"Errors", "Throttles", "Duration", "ConcurrentExecutions", "IteratorAge"},
     "AWS/ElastiCache": {
@@ -169,6 +215,7 @@ DOCUMENTED = {
     },
     "AWS/SQS": {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"},
     "AWS/RDS": {"CPUUtilization", "FreeStorageSpace", "DatabaseConnections", "FreeableMemory"},
+    "ECS/ContainerInsights": {"RunningTaskCount"},
 }
 
 
@@ -183,6 +230,7 @@ def test_aws_metrics_use_each_services_names_and_dimensions(built: tuple[Templat
         "AWS/Kinesis": [{"StreamName": f"{{Ref:{logical_id(stack, 'Stream')}}}"}],
         "AWS/SQS": [{"QueueName": f"{{Att:{logical_id(stack, 'Dlq')}.QueueName}}"}],
         "AWS/RDS": [{"DBInstanceIdentifier": f"{{Ref:{logical_id(stack, 'Db')}}}"}],
+        "ECS/ContainerInsights": [INGESTOR],
     }
     seen: dict[str, set[str]] = {}
     for namespace, name, dims in metrics_of(template):

@@ -218,6 +218,8 @@ def test_no_iam_action_is_a_wildcard_and_star_resources_only_where_aws_requires(
             for action in as_list(st["Action"]):
                 assert "*" not in action, f"{logical_id}: {action}"
             if "*" in as_list(st["Resource"]):
+                if as_list(st["Action"]) == ["ecr:GetAuthorizationToken"]:
+                    continue  # the ingestor's image pull logs in; ECR has no resource for it
                 assert st.get("Sid") == "VpcNetworkInterfaces", f"{logical_id}: {st}"
                 assert all(
                     a.startswith("ec2:")
