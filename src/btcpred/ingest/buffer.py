@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
+import msgspec
+
 from btcpred.events import Gap
 
 __all__ = [
@@ -39,29 +41,21 @@ SLOT_OVERHEAD: Final = 120
 """Bytes counted per item on top of its message: the slot object and its deque entry."""
 
 
-class Slot:
-    """One packed message waiting for Kinesis: its JSON bytes and what the counters need."""
+class Slot(msgspec.Struct, gc=False):
+    """One packed message waiting for Kinesis: its JSON bytes and what the counters need.
 
-    __slots__ = ("data", "event_us", "first", "kind", "last", "live", "recv_ns", "symbol")
+    Not tracked by the garbage collector (it holds only bytes, strings and ints): a buffer of
+    millions of slots would otherwise make every full collection walk them all.
+    """
 
-    def __init__(
-        self,
-        symbol: str,
-        kind: int,
-        data: bytes,
-        recv_ns: int,
-        event_us: int,
-        first: int = 0,
-        last: int = 0,
-    ) -> None:
-        self.symbol = symbol
-        self.kind = kind
-        self.data = data
-        self.recv_ns = recv_ns
-        self.event_us = event_us
-        self.first = first
-        self.last = last
-        self.live = True
+    symbol: str
+    kind: int
+    data: bytes
+    recv_ns: int
+    event_us: int
+    first: int = 0
+    last: int = 0
+    live: bool = True
 
     @property
     def cost(self) -> int:

@@ -61,6 +61,7 @@ from btcpred.ingest.connection import (
 )
 from btcpred.ingest.health import Heartbeat, write_heartbeat
 from btcpred.ingest.metrics import emf_line
+from btcpred.ingest.pack import Packer
 from btcpred.ingest.producer import KinesisProducer, PutRecordsClient
 from btcpred.ingest.sequence import DEPTH, QUOTE, TRADE, Sequencer
 from btcpred.records import event_to_message
@@ -120,6 +121,7 @@ class Ingestor:
         self.clock_ns = clock_ns
         self.source = "sbe" if settings.stream_format is StreamFormat.SBE else "json"
         self.stats = IngestStats()
+        self._packer = Packer(self.source)
         self.sequencer = Sequencer()
         self.buffer = IngestBuffer(settings.buffer_bytes, self._pack_gap, clock_ns)
         self.producer = KinesisProducer(
@@ -479,8 +481,7 @@ class Ingestor:
             self._offer(event)
 
     def _offer(self, event: Event) -> None:
-        now_ms = self.clock_ns() // 1_000_000
-        data = orjson.dumps(event_to_message(event, ingest_ts_ms=now_ms, source=self.source))
+        data = self._packer.pack(event, self.clock_ns() // 1_000_000)
         kind, first, last = _kind_and_ids(event)
         slot = Slot(
             event.symbol, kind, data, event.receive_time_ns, event.event_time_us, first, last
