@@ -363,12 +363,12 @@ def test_the_console_script_imports_without_what_the_image_leaves_out() -> None:
 
     # The image installs the package with --no-deps: numpy, onnxruntime, redis and fastavro are
     # absent, so `btcpred` (the entry point and the health check) must start without them.
-    # Extend the import to btcpred.ingest once it is in this branch.
     code = (
         "import sys\n"
         "for m in ('numpy', 'onnxruntime', 'redis', 'fastavro'):\n"
         "    sys.modules[m] = None\n"
-        "import btcpred.cli\n"
+        "import btcpred.cli, btcpred.cli_ingest\n"
+        "import btcpred.ingest.main, btcpred.ingest.service, btcpred.ingest.aws\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],

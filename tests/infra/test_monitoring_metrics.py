@@ -4,10 +4,9 @@ Application metrics are checked against what the code really emits, not against 
 monitoring's own strings: the aggregator's names from running its handler's ``_emit``, the
 inference function's from the ``metrics.add("Name", "Unit", value)`` calls in
 ``btcpred.inference`` (parsed), and the dimensions of both from real EMF flushes through the
-handlers' Powertools ``Metrics`` objects. The ingestor's names are its contract, copied here
-from the ingestor's specification (not from ``stacks.signals``) until ``btcpred.ingest`` lands
-in this branch and can be read instead. AWS metrics are checked against the names and
-dimensions the AWS documentation gives for each service.
+handlers' Powertools ``Metrics`` objects. The ingestor's names come from one real EMF line of
+``btcpred.ingest.service.Ingestor`` (its metrics emitter run in the test). AWS metrics are
+checked against the names and dimensions the AWS documentation gives for each service.
 """
 
 from __future__ import annotations
@@ -39,30 +38,36 @@ from tests.infra.monitoring_stack import all_metrics as metrics_of
 
 INFERENCE_SOURCES = Path(__file__).resolve().parents[2] / "src/btcpred/inference"
 UNITS = {"Count", "Milliseconds", "None"}
-# What `btcpred ingest` emits every 10 s (namespace btcpred, dimension service=ingestor).
-INGESTOR_CONTRACT = {
-    **dict.fromkeys(
-        (
-            "Frames",
-            "Events",
-            "Records",
-            "PutCalls",
-            "PutFailedEntries",
-            "PutErrors",
-            "Gaps",
-            "GapEvents",
-            "Reconnects",
-            "ShedEvents",
-            "MalformedFrames",
-            "DepthResyncs",
-        ),
-        "Count",
-    ),
-    "RecordBytes": "Bytes",
-    "BufferFillPercent": "Percent",
-    "ExchangeLagMs": "Milliseconds",
-    "ConnectionAgeS": "Seconds",
-}
+
+
+def _ingestor_emits() -> dict[str, str]:
+    """The names and units of one real EMF line of the ingestor (all of them: a primary
+    connection is present so that ConnectionAgeS is written too)."""
+    import io
+
+    from btcpred.ingest.service import Ingestor
+    from btcpred.settings.ingest import IngestSettings
+
+    out = io.BytesIO()
+    ingestor = Ingestor(IngestSettings(stream_name="s", api_key="k"), None, metrics_out=out)  # type: ignore[arg-type]
+
+    class _Primary:
+        age_s = 12.0
+        end_reason = ""
+
+    ingestor.primary = _Primary()  # type: ignore[assignment]
+    ingestor._emit_metrics()
+    doc = json.loads(out.getvalue())
+    (block,) = doc["_aws"]["CloudWatchMetrics"]
+    assert block["Namespace"] == "btcpred"
+    assert block["Dimensions"] == [["service"]]
+    assert doc["service"] == "ingestor"
+    return {m["Name"]: m["Unit"] for m in block["Metrics"]}
+
+
+# What `btcpred ingest` emits every 10 s (namespace btcpred, dimension service=ingestor), read
+# from the code by running its metrics emitter.
+INGESTOR_CONTRACT = _ingestor_emits()
 
 
 def inference_names() -> tuple[set[str], list[re.Pattern[str]]]:
