@@ -17,7 +17,7 @@ from typing import Any
 from btcpred.events import DepthDiff, DepthSnapshot, Event, Gap, StreamItem, Trade
 from btcpred.ingest.service import Ingestor
 from btcpred.records import unpack_record
-from btcpred.settings.ingest import IngestSettings
+from btcpred.settings.ingest import IngestSettings, StreamFormat
 from btcpred.sim.exchange import ExchangeSimulator
 from btcpred.sim.kinesis import create_stream, kinesis_client_for, read_stream
 from btcpred.sources.binance_rest import BinanceRestClient
@@ -70,6 +70,7 @@ def run_ingest(
     wrap: Callable[[Any], Any] | None = None,
     tail_s: float = 0.5,
     timeout_s: float = 60.0,
+    json_format: bool = False,
 ) -> IngestRun:
     client = kinesis_client_for(kinesis_endpoint)
     name = f"ingest-{secrets.token_hex(4)}"
@@ -78,7 +79,8 @@ def run_ingest(
     with ExchangeSimulator(events, **options) as sim:
         config = IngestSettings(
             stream_name=name,
-            stream_url=sim.url,
+            stream_url=sim.json_url if json_format else sim.url,
+            stream_format=StreamFormat.JSON if json_format else StreamFormat.SBE,
             rest_url=sim.rest_url,
             api_key="test-key",
             heartbeat_path=f"/tmp/btcpred-test-{name}.heartbeat",  # noqa: S108

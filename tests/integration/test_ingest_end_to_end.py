@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from btcpred.events import DepthSnapshot, Event
@@ -284,3 +285,25 @@ def test_a_refused_handshake_is_a_clear_error_with_a_slow_retry(
         ingestor = asyncio.run(refused())
     assert ingestor.stats.refused_handshakes in (2, 3)  # about one a second: no tight loop
     assert ingestor.connections == []
+
+
+def test_the_json_stream_gives_the_same_records_as_the_sbe_stream(
+    kinesis_endpoint: str, events: list[Event]
+) -> None:
+    from btcpred.events import DepthDiff, Trade
+
+    sbe = run_ingest(kinesis_endpoint, events)
+    json_ = run_ingest(kinesis_endpoint, events, json_format=True)
+    assert json_.gaps == []
+    assert json_.trades == json_.published_trades == sbe.trades
+
+    def market(run: Any) -> list[Any]:  # the exchange's content, without local receive times
+        return [
+            msgspec.structs.replace(item, receive_time_ns=0)
+            for item in run.items
+            if isinstance(item, Trade | DepthDiff)
+        ]
+
+    assert market(json_) == market(sbe)
+    assert {i.symbol for i in json_.items} == {"BTCUSDT"}
+    assert json_.ingestor.source == "json"

@@ -190,3 +190,26 @@ def test_the_attempt_limiter_holds_a_sliding_window() -> None:
 )
 def test_server_shutdown_in_every_shape(obj: object, expected: bool) -> None:
     assert is_server_shutdown(obj) is expected
+
+
+def test_the_api_key_comes_from_secrets_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from btcpred.credentials import CredentialsError
+    from btcpred.ingest.aws import read_api_key
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-northeast-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        bare = client.create_secret(Name="binance", SecretString=" abc123 \n")["ARN"]
+        wrapped = client.create_secret(Name="wrapped", SecretString='{"api_key":"xyz"}')["ARN"]
+        empty = client.create_secret(Name="empty", SecretString="PLACEHOLDER value")["ARN"]
+        assert read_api_key(bare) == "abc123"
+        assert read_api_key(wrapped) == "xyz"
+        with pytest.raises(CredentialsError, match="holds no API key"):
+            read_api_key(empty)
+        with pytest.raises(CredentialsError, match="cannot read"):
+            read_api_key(bare.replace("binance", "missing"))
