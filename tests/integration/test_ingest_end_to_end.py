@@ -316,3 +316,20 @@ def test_the_json_stream_gives_the_same_records_as_the_sbe_stream(
     assert market(json_) == market(sbe)
     assert {i.symbol for i in json_.items} == {"BTCUSDT"}
     assert json_.ingestor.source == "json"
+
+
+def test_a_server_shutdown_that_closes_at_once_is_accounted_for(
+    kinesis_endpoint: str, events: list[Event]
+) -> None:
+    async def abrupt(sim: ExchangeSimulator, ingestor: Ingestor) -> None:
+        await asyncio.sleep(0.5)
+        sim.server_shutdown(grace_s=0.0)  # no overlap is possible
+
+    started = time.monotonic()
+    run = run_ingest(
+        kinesis_endpoint, events, during=abrupt, sim_options={"speed": 8.0, "backpressure": False}
+    )
+    assert run.ingestor.stats.rotations + run.ingestor.stats.reconnects >= 1
+    run.assert_every_trade_once_or_in_a_gap()
+    assert {g.reason for g in run.gaps} <= {"rotation", "reconnect"}
+    assert time.monotonic() - started < 30  # no wait for the rotation timeout

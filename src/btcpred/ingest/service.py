@@ -269,8 +269,8 @@ class Ingestor:
         self._readers.pop(conn.number, None)
         if not task.cancelled():
             log.info("connection %d ended: %s", conn.number, conn.end_reason)
-        if conn is self.standby and self.primary is not None:
-            self._switch_ready.set()  # let the rotation see it
+        if self.standby is not None and conn in (self.standby, self.primary):
+            self._switch_ready.set()  # one side of a rotation ended: switch now
 
     def _lost_primary(self) -> None:
         conn = self.primary
@@ -375,8 +375,10 @@ class Ingestor:
             self.sequencer.expect_break("rotation", behind)
         self.standby = None
         self.stats.rotations += 1
-        if new.end_reason:  # the new one died while waiting: reconnect from scratch
+        if new.end_reason:  # the new one died while waiting: keep the old one or reconnect
             self.primary = old if not old.end_reason else None
+            if self.primary is None:
+                self.sequencer.expect_break("reconnect", set(self._expected))
         else:
             self._make_primary(new)
         waiting, self._standby_events = self._standby_events, []
