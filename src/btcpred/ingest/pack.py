@@ -28,6 +28,8 @@ class _Decimals(dict[int, str]):
         self.exponent = exponent
 
     def __missing__(self, mantissa: int) -> str:
+        if len(self) >= CACHE_LIMIT:  # bounded: start over (checked on a miss only)
+            self.clear()
         text = self[mantissa] = format_decimal(mantissa, self.exponent)
         return text
 
@@ -45,8 +47,6 @@ class Packer:
         cache = self._decimals.get(exponent)
         if cache is None:
             cache = self._decimals[exponent] = _Decimals(exponent)
-        elif len(cache) >= CACHE_LIMIT:
-            cache.clear()
         return cache
 
     def _sym(self, symbol: str) -> str:
@@ -57,6 +57,92 @@ class Packer:
 
     def pack(self, event: Event, ingest_ts_ms: int) -> bytes:
         """The message of one event as JSON bytes."""
+        if type(event) is BestBidAsk:
+            return self.pack_quote(
+                event.symbol,
+                event.event_time_us,
+                event.update_id,
+                event.price_exponent,
+                event.qty_exponent,
+                event.bid_price_mantissa,
+                event.bid_qty_mantissa,
+                event.ask_price_mantissa,
+                event.ask_qty_mantissa,
+                event.receive_time_ns,
+                ingest_ts_ms,
+            )
+        if type(event) is Trade:
+            return self.pack_trade(
+                event.symbol,
+                event.event_time_us,
+                event.transact_time_us,
+                event.trade_id,
+                event.price_mantissa,
+                event.qty_mantissa,
+                event.price_exponent,
+                event.qty_exponent,
+                event.is_buyer_maker,
+                event.receive_time_ns,
+                ingest_ts_ms,
+            )
+        return self._pack_book(event, ingest_ts_ms)
+
+    def pack_quote(
+        self,
+        symbol: str,
+        event_time_us: int,
+        update_id: int,
+        price_exponent: int,
+        qty_exponent: int,
+        bid_price_mantissa: int,
+        bid_qty_mantissa: int,
+        ask_price_mantissa: int,
+        ask_qty_mantissa: int,
+        receive_time_ns: int,
+        ingest_ts_ms: int,
+    ) -> bytes:
+        """The message of a :class:`~btcpred.events.BestBidAsk` given by its fields (the
+        ingestor's fused SBE path packs quotes without building the event)."""
+        price, qty = self._cache(price_exponent), self._cache(qty_exponent)
+        return (
+            f'{{"message_type":"bestbidask","symbol":{self._sym(symbol)},'
+            f'"timestamp":{event_time_us},"update_id":{update_id},'
+            f'"bid_price":"{price[bid_price_mantissa]}",'
+            f'"bid_quantity":"{qty[bid_qty_mantissa]}",'
+            f'"ask_price":"{price[ask_price_mantissa]}",'
+            f'"ask_quantity":"{qty[ask_qty_mantissa]}",'
+            f'"receive_time_ns":{receive_time_ns},"ingest_ts":{ingest_ts_ms},'
+            f'"source":{self._tail_source}}}'
+        ).encode()
+
+    def pack_trade(
+        self,
+        symbol: str,
+        event_time_us: int,
+        transact_time_us: int,
+        trade_id: int,
+        price_mantissa: int,
+        qty_mantissa: int,
+        price_exponent: int,
+        qty_exponent: int,
+        is_buyer_maker: bool,
+        receive_time_ns: int,
+        ingest_ts_ms: int,
+    ) -> bytes:
+        """The message of a :class:`~btcpred.events.Trade` given by its fields."""
+        price, qty = self._cache(price_exponent), self._cache(qty_exponent)
+        return (
+            f'{{"message_type":"trade","symbol":{self._sym(symbol)},'
+            f'"timestamp":{event_time_us},"transact_time":{transact_time_us},'
+            f'"trade_id":{trade_id},"price":"{price[price_mantissa]}",'
+            f'"quantity":"{qty[qty_mantissa]}",'
+            f'"is_buyer_maker":{"true" if is_buyer_maker else "false"},'
+            f'"receive_time_ns":{receive_time_ns},"ingest_ts":{ingest_ts_ms},'
+            f'"source":{self._tail_source}}}'
+        ).encode()
+
+    def _pack_book(self, event: Event, ingest_ts_ms: int) -> bytes:
+        """A depth diff or snapshot: the levels as arrays of decimal-string pairs."""
         pe, qe = event.price_exponent, event.qty_exponent
         price, qty = self._cache(pe), self._cache(qe)
         tail = (
@@ -64,23 +150,6 @@ class Packer:
             f'"source":{self._tail_source}}}'
         )
         sym = self._sym(event.symbol)
-        if type(event) is BestBidAsk:
-            return (
-                f'{{"message_type":"bestbidask","symbol":{sym},"timestamp":{event.event_time_us},'
-                f'"update_id":{event.update_id},'
-                f'"bid_price":"{price[event.bid_price_mantissa]}",'
-                f'"bid_quantity":"{qty[event.bid_qty_mantissa]}",'
-                f'"ask_price":"{price[event.ask_price_mantissa]}",'
-                f'"ask_quantity":"{qty[event.ask_qty_mantissa]}"{tail}'
-            ).encode()
-        if type(event) is Trade:
-            maker = "true" if event.is_buyer_maker else "false"
-            return (
-                f'{{"message_type":"trade","symbol":{sym},"timestamp":{event.event_time_us},'
-                f'"transact_time":{event.transact_time_us},"trade_id":{event.trade_id},'
-                f'"price":"{price[event.price_mantissa]}",'
-                f'"quantity":"{qty[event.qty_mantissa]}","is_buyer_maker":{maker}{tail}'
-            ).encode()
         if isinstance(event, DepthDiff):
             head = (
                 f'{{"message_type":"depth","symbol":{sym},"timestamp":{event.event_time_us},'
