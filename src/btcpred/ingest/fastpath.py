@@ -68,43 +68,27 @@ class FastPath:
         self.packer = packer
         self.buffer = buffer
         self.clock_ns = clock_ns
-        self._symbols: dict[bytes, str] = {}
-        self._quote_keys: dict[str, tuple[str, str]] = {}
-        self._trade_keys: dict[str, tuple[str, str]] = {}
+        self._symbols: dict[bytes, tuple[str, tuple[str, str], tuple[str, str]]] = {}
+        """Symbol bytes → the symbol and its (symbol, stream) keys of quotes and trades."""
 
     def take(self, frame: bytes, recv_ns: int) -> bool:
         """Handle one binary frame; False (nothing changed): take the general path."""
-        if frame.startswith(_QUOTE_HEAD):
-            return self._quote(frame, recv_ns)
-        if frame.startswith(_TRADE_HEAD):
-            return self._trade(frame, recv_ns)
-        return False
-
-    def _symbol(self, frame: bytes, at: int, length: int) -> str | None:
-        """The symbol ending the frame, or None (not exactly at the end, not seen before)."""
-        if len(frame) != at + length:
-            return None
-        raw = frame[at:]
-        symbol = self._symbols.get(raw)
-        if symbol is None and raw and len(self._symbols) < _SYMBOLS_MAX:
-            try:
-                symbol = self._symbols[raw] = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return None
-        return symbol
-
-    def _quote(self, frame: bytes, recv_ns: int) -> bool:
+        if not frame.startswith(_QUOTE_HEAD):
+            return frame.startswith(_TRADE_HEAD) and self._trade(frame, recv_ns)
+        # a quote (three frames in four), inline: a method call costs as much as a lookup
         if len(frame) < _QUOTE_SYMBOL_AT:
             return False
         event_us, update_id, pe, qe, bid, bid_qty, ask, ask_qty, length = _QUOTE_BODY.unpack_from(
             frame, HEADER_SIZE
         )
-        symbol = self._symbol(frame, _QUOTE_SYMBOL_AT, length)
-        if symbol is None:
+        if len(frame) != _QUOTE_SYMBOL_AT + length:
             return False
-        key = self._quote_keys.get(symbol)
-        if key is None:
-            key = self._quote_keys[symbol] = (symbol, QUOTE)
+        known = self._symbols.get(frame[_QUOTE_SYMBOL_AT:]) or self._symbol(
+            frame[_QUOTE_SYMBOL_AT:]
+        )
+        if known is None:
+            return False
+        symbol, key = known[0], known[1]
         # Sequencer.check for a BestBidAsk: drop an update id at or below the mark, never a gap.
         sequencer = self.sequencer
         marks = sequencer.marks
@@ -131,6 +115,17 @@ class FastPath:
         self.buffer.offer(Slot(symbol, KIND_QUOTE, data, recv_ns, event_us, update_id, update_id))
         return True
 
+    def _symbol(self, raw: bytes) -> tuple[str, tuple[str, str], tuple[str, str]] | None:
+        """A symbol not seen before: valid (1-255 bytes of UTF-8) and remembered, or None."""
+        if not raw or len(self._symbols) >= _SYMBOLS_MAX:
+            return None
+        try:
+            symbol = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        known = self._symbols[raw] = (symbol, (symbol, QUOTE), (symbol, TRADE))
+        return known
+
     def _trade(self, frame: bytes, recv_ns: int) -> bool:
         if len(frame) < _TRADE_SYMBOL_AT:
             return False
@@ -140,12 +135,14 @@ class FastPath:
         )
         if entry_length != _TRADE_ENTRY_SIZE or count != 1 or maker > 1:
             return False
-        symbol = self._symbol(frame, _TRADE_SYMBOL_AT, length)
-        if symbol is None:
+        if len(frame) != _TRADE_SYMBOL_AT + length:
             return False
-        key = self._trade_keys.get(symbol)
-        if key is None:
-            key = self._trade_keys[symbol] = (symbol, TRADE)
+        known = self._symbols.get(frame[_TRADE_SYMBOL_AT:]) or self._symbol(
+            frame[_TRADE_SYMBOL_AT:]
+        )
+        if known is None:
+            return False
+        symbol, key = known[0], known[2]
         # Sequencer.check for a Trade: a duplicate is dropped, the next id accepted; the first
         # trade of a stream and a gap go the general way.
         sequencer = self.sequencer

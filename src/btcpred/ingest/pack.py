@@ -103,9 +103,13 @@ class Packer:
     ) -> bytes:
         """The message of a :class:`~btcpred.events.BestBidAsk` given by its fields (the
         ingestor's fused SBE path packs quotes without building the event)."""
-        price, qty = self._cache(price_exponent), self._cache(qty_exponent)
+        # dict lookups first: a method call costs more than formatting one of the numbers
+        decimals = self._decimals
+        price = decimals.get(price_exponent) or self._cache(price_exponent)
+        qty = decimals.get(qty_exponent) or self._cache(qty_exponent)
+        sym = self._symbols.get(symbol) or self._sym(symbol)
         return (
-            f'{{"message_type":"bestbidask","symbol":{self._sym(symbol)},'
+            f'{{"message_type":"bestbidask","symbol":{sym},'
             f'"timestamp":{event_time_us},"update_id":{update_id},'
             f'"bid_price":"{price[bid_price_mantissa]}",'
             f'"bid_quantity":"{qty[bid_qty_mantissa]}",'
@@ -130,9 +134,12 @@ class Packer:
         ingest_ts_ms: int,
     ) -> bytes:
         """The message of a :class:`~btcpred.events.Trade` given by its fields."""
-        price, qty = self._cache(price_exponent), self._cache(qty_exponent)
+        decimals = self._decimals
+        price = decimals.get(price_exponent) or self._cache(price_exponent)
+        qty = decimals.get(qty_exponent) or self._cache(qty_exponent)
+        sym = self._symbols.get(symbol) or self._sym(symbol)
         return (
-            f'{{"message_type":"trade","symbol":{self._sym(symbol)},'
+            f'{{"message_type":"trade","symbol":{sym},'
             f'"timestamp":{event_time_us},"transact_time":{transact_time_us},'
             f'"trade_id":{trade_id},"price":"{price[price_mantissa]}",'
             f'"quantity":"{qty[qty_mantissa]}",'
