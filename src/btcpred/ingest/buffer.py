@@ -197,6 +197,7 @@ class IngestBuffer:
         if not queue:
             return out
         size = 2
+        taken = 0  # message bytes taken: the counters are updated once, after the loop
         while queue:
             slot = queue[0]
             if not slot.live:
@@ -207,10 +208,11 @@ class IngestBuffer:
                 break
             queue.popleft()
             size += extra
-            self._symbol_bytes[symbol] -= len(slot.data)
-            self.bytes -= slot.cost
-            self.items -= 1
             out.append(slot)
+            taken += len(slot.data)
+        self._symbol_bytes[symbol] -= taken
+        self.bytes -= taken + SLOT_OVERHEAD * len(out)
+        self.items -= len(out)
         return out
 
     def oldest_ns(self, symbol: str) -> int | None:
