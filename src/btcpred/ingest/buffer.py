@@ -107,29 +107,34 @@ class IngestBuffer:
 
     def offer(self, slot: Slot) -> bool:
         """Queue ``slot`` or shed it (see the module docstring); never blocks."""
-        cost = slot.cost
-        if self.bytes + cost > self.max_bytes and slot.kind != KIND_GAP:
-            if slot.kind == KIND_QUOTE:
+        size = len(slot.data)
+        cost = size + SLOT_OVERHEAD
+        kind = slot.kind
+        if self.bytes + cost > self.max_bytes and kind != KIND_GAP:
+            if kind == KIND_QUOTE:
                 self.shed_quotes += 1
                 return False
             self._evict_quotes(self.bytes + cost - self.max_bytes)
             if self.bytes + cost > self.max_bytes:
                 self._shed(slot)
                 return False
-        if slot.kind in (KIND_TRADE, KIND_DEPTH) and self._pending:
-            self._release_gap(slot.symbol, "trade" if slot.kind == KIND_TRADE else "depth")
-        self._append(slot, cost)
+        if self._pending and kind in (KIND_TRADE, KIND_DEPTH):
+            self._release_gap(slot.symbol, "trade" if kind == KIND_TRADE else "depth")
+        self._append(slot, size)
         return True
 
-    def _append(self, slot: Slot, cost: int) -> None:
-        queue = self.queues.get(slot.symbol)
+    def _append(self, slot: Slot, size: int) -> None:
+        """Queue ``slot``, whose message is ``size`` bytes (the hot path: lookups hoisted)."""
+        symbol = slot.symbol
+        queue = self.queues.get(symbol)
         if queue is None:
-            queue = self.queues[slot.symbol] = deque()
+            queue = self.queues[symbol] = deque()
+            self._symbol_bytes[symbol] = 0
         queue.append(slot)
         if slot.kind == KIND_QUOTE:
             self._quotes.append(slot)
-        self._symbol_bytes[slot.symbol] = self._symbol_bytes.get(slot.symbol, 0) + len(slot.data)
-        self.bytes += cost
+        self._symbol_bytes[symbol] += size
+        self.bytes += size + SLOT_OVERHEAD
         self.items += 1
         if self.bytes > self.peak_bytes:
             self.peak_bytes = self.bytes
@@ -171,7 +176,7 @@ class IngestBuffer:
             packed = Slot(
                 symbol, KIND_GAP, self._pack_gap(gap), gap.receive_time_ns, event_us, first, last
             )
-            self._append(packed, packed.cost)
+            self._append(packed, len(packed.data))
 
     def flush_gaps(self) -> int:
         """Queue every pending overflow gap now (at shutdown); returns how many."""
@@ -192,6 +197,7 @@ class IngestBuffer:
         if not queue:
             return out
         size = 2
+        taken = 0  # message bytes taken: the counters are updated once, after the loop
         while queue:
             slot = queue[0]
             if not slot.live:
@@ -202,10 +208,11 @@ class IngestBuffer:
                 break
             queue.popleft()
             size += extra
-            self._symbol_bytes[symbol] -= len(slot.data)
-            self.bytes -= slot.cost
-            self.items -= 1
             out.append(slot)
+            taken += len(slot.data)
+        self._symbol_bytes[symbol] -= taken
+        self.bytes -= taken + SLOT_OVERHEAD * len(out)
+        self.items -= len(out)
         return out
 
     def oldest_ns(self, symbol: str) -> int | None:

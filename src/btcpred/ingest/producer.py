@@ -245,16 +245,17 @@ class KinesisProducer:
         stats.bytes_out += len(pending.data) + len(pending.symbol)
         stats.last_ack_ns = now_ns
         newest_us = 0
-        keep = len(stats.latencies_ns) < self.keep_latencies
-        for slot in pending.slots:
+        gaps = 0
+        slots = pending.slots
+        for slot in slots:
             if slot.kind == KIND_GAP:
-                stats.gaps_out += 1
-            else:
-                stats.messages_out += 1
-                if slot.event_us > newest_us:
-                    newest_us = slot.event_us
-            if keep and slot.recv_ns:
-                stats.latencies_ns.append(now_ns - slot.recv_ns)
+                gaps += 1
+            elif slot.event_us > newest_us:
+                newest_us = slot.event_us
+        stats.gaps_out += gaps
+        stats.messages_out += len(slots) - gaps
+        if len(stats.latencies_ns) < self.keep_latencies:
+            stats.latencies_ns.extend([now_ns - s.recv_ns for s in slots if s.recv_ns])
         if newest_us:
             lag_ms = (now_ns // 1000 - newest_us) / 1000
             stats.max_lag_ms = max(stats.max_lag_ms, lag_ms)

@@ -59,6 +59,7 @@ from btcpred.ingest.connection import (
     HandshakeRefusedError,
     StreamConnection,
 )
+from btcpred.ingest.fastpath import FastPath
 from btcpred.ingest.health import Heartbeat, write_heartbeat
 from btcpred.ingest.metrics import emf_line
 from btcpred.ingest.pack import Packer
@@ -98,7 +99,9 @@ class IngestStats:
 
 class Ingestor:
     """See the module docstring. ``kinesis`` is a boto3 Kinesis client (or a stand-in);
-    ``depth_fetch`` gets REST depth snapshots (None: publish diffs without resynchronising)."""
+    ``depth_fetch`` gets REST depth snapshots (None: publish diffs without resynchronising);
+    ``fast_path=False`` sends every frame the general way (decode, sequencer, pack), which the
+    fused path for quotes and single trades (:mod:`btcpred.ingest.fastpath`) must equal."""
 
     def __init__(
         self,
@@ -111,6 +114,7 @@ class Ingestor:
         metrics_out: IO[bytes] | None = None,
         clock: Callable[[], float] = time.monotonic,
         clock_ns: Callable[[], int] = time.time_ns,
+        fast_path: bool = True,
     ) -> None:
         self.settings = settings
         self.api_key = api_key or settings.api_key
@@ -124,6 +128,12 @@ class Ingestor:
         self._packer = Packer(self.source)
         self.sequencer = Sequencer()
         self.buffer = IngestBuffer(settings.buffer_bytes, self._pack_gap, clock_ns)
+        self._fast = (
+            FastPath(self.sequencer, self._packer, self.buffer, clock_ns, self.stats)
+            if fast_path
+            else None
+        )
+        """Quotes and single trades straight from the frame (None: always the general path)."""
         self.producer = KinesisProducer(
             kinesis,
             settings.stream_name,
@@ -421,6 +431,11 @@ class Ingestor:
         stats = self.stats
         stats.frames += 1
         stats.last_frame_ns = recv_ns
+        fast = self._fast
+        if fast is not None and binary and self.standby is None and fast.take(payload, recv_ns):
+            if self.backoff.failures and conn.age_s >= self.settings.healthy_after_s:
+                self.backoff.reset()
+            return
         try:
             events = sbe.decode(payload, recv_ns) if binary else [parse_message(payload, recv_ns)]
         except (sbe.DecodeError, MessageError) as exc:
