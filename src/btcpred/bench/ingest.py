@@ -156,7 +156,12 @@ def _phase(
         "cpu_s": cpu,
         "records": len(records),
         "market_s": (max(market) - min(market)) / 1e6 if market else 0.0,
-        "lost": sum(1 for t in published if t not in trades and t <= max(trades, default=0)),
+        # the paced phase stops mid-stream: ids published after the ingestor stopped are not lost
+        "lost": sum(
+            1
+            for t in published
+            if t not in trades and (duration_s is None or t <= max(trades, default=0))
+        ),
         "p50": _percentile_ms(stats.latencies_ns, 50),
         "p99": _percentile_ms(stats.latencies_ns, 99),
     }

@@ -9,22 +9,30 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["kinesis_client", "read_api_key"]
+__all__ = ["client_config", "kinesis_client", "read_api_key"]
 
 
-def kinesis_client(*, timeout_s: float = 5.0) -> Any:
-    """A boto3 Kinesis client with short timeouts and boto3's retries off (the producer
-    retries per entry itself)."""
-    import boto3
+def client_config(timeout_s: float = 5.0) -> Any:
+    """The botocore configuration of the ingestor's Kinesis client: short timeouts, boto3's own
+    retries off (the producer retries per entry), no client-side parameter validation (the
+    producer builds every request itself; the server validates anyway)."""
     from botocore.config import Config
 
-    config = Config(
+    return Config(
         connect_timeout=timeout_s,
         read_timeout=timeout_s,
         retries={"max_attempts": 1, "mode": "standard"},
         max_pool_connections=8,
+        parameter_validation=False,
     )
-    return boto3.client("kinesis", config=config)
+
+
+def kinesis_client(*, timeout_s: float = 5.0) -> Any:
+    """A boto3 Kinesis client configured by :func:`client_config`; endpoint and credentials
+    from boto3's standard sources."""
+    import boto3
+
+    return boto3.client("kinesis", config=client_config(timeout_s))
 
 
 def read_api_key(arn: str) -> str:

@@ -99,6 +99,9 @@ class IngestBuffer:
         """Trades and depth diffs shed (their ids are in overflow gaps)."""
         self.resync_needed: set[str] = set()
         self.on_item: Callable[[], None] = _nothing
+        """Called when a symbol's queue gets its first live message or reaches ``wake_bytes``:
+        the only moments the producer's next deadline can move earlier."""
+        self.wake_bytes = 1 << 62
 
     @property
     def fill(self) -> float:
@@ -133,12 +136,14 @@ class IngestBuffer:
         queue.append(slot)
         if slot.kind == KIND_QUOTE:
             self._quotes.append(slot)
-        self._symbol_bytes[symbol] += size
+        before = self._symbol_bytes[symbol]
+        self._symbol_bytes[symbol] = before + size
         self.bytes += size + SLOT_OVERHEAD
         self.items += 1
         if self.bytes > self.peak_bytes:
             self.peak_bytes = self.bytes
-        self.on_item()
+        if before == 0 or before < self.wake_bytes <= before + size:
+            self.on_item()  # a new oldest message (a new flush deadline) or a full record
 
     def _evict_quotes(self, needed: int) -> None:
         freed = 0

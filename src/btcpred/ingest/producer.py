@@ -46,6 +46,8 @@ __all__ = [
 
 log = logging.getLogger("btcpred.ingest.producer")
 
+FULL_MARGIN: Final = 4096
+"""A symbol's record is sent at once when this close to the record size limit."""
 MAX_CALL_RECORDS: Final = 500
 MAX_CALL_BYTES: Final = 5 * 1024 * 1024
 """PutRecords' limits per call: 500 entries, 5 MiB of data and partition keys together."""
@@ -129,6 +131,7 @@ class KinesisProducer:
         self._stopped = False
         self._executor = ThreadPoolExecutor(max_in_flight, thread_name_prefix="kinesis-put")
         buffer.on_item = self._wake.set
+        buffer.wake_bytes = max_record_bytes - FULL_MARGIN
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -180,7 +183,7 @@ class KinesisProducer:
             oldest = self.buffer.oldest_ns(symbol)
             if symbol in self._busy or symbol in self._retry or oldest is None:
                 continue
-            full = self.buffer.queued_bytes(symbol) >= self.max_record_bytes - 4096
+            full = self.buffer.queued_bytes(symbol) >= self.max_record_bytes - FULL_MARGIN
             waited = now_ns - oldest
             if self._draining or full or waited >= window_ns:
                 batch.append(self._new_record(symbol))

@@ -96,9 +96,11 @@ class MotoKinesisServer(Service):
 
 
 def kinesis_client_for(endpoint: str, region: str = "ap-northeast-1") -> Any:
-    """A boto3 Kinesis client on a local endpoint with dummy credentials."""
+    """A boto3 Kinesis client on a local endpoint with dummy credentials, configured like the
+    ingestor's own (:func:`btcpred.ingest.aws.client_config`)."""
     import boto3
-    from botocore.config import Config
+
+    from btcpred.ingest.aws import client_config
 
     return boto3.client(
         "kinesis",
@@ -106,7 +108,7 @@ def kinesis_client_for(endpoint: str, region: str = "ap-northeast-1") -> Any:
         region_name=region,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",  # noqa: S106 - a local stand-in's dummy credentials
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}, max_pool_connections=8),
+        config=client_config(),
     )
 
 
