@@ -35,6 +35,7 @@ __all__ = [
     "HandshakeRefusedError",
     "StreamConnection",
     "is_server_shutdown",
+    "refusal_hint",
 ]
 
 log = logging.getLogger("btcpred.ingest.connection")
@@ -259,6 +260,18 @@ class StreamConnection:
     def age_s(self) -> float:
         """Seconds since the connection opened (0 before)."""
         return (self.clock_ns() - self.opened_ns) / 1e9 if self.opened_ns else 0.0
+
+
+def refusal_hint(status: int) -> str:
+    """The likely cause of a refused handshake, for the log line."""
+    return {
+        400: "is the API key missing? the SBE stream needs X-MBX-APIKEY",
+        401: "the API key is not accepted (Ed25519 keys only)",
+        403: "forbidden: an IP whitelist on the key?",
+        418: "this IP is banned for a while after too many requests",
+        429: "too many connection attempts",
+        451: "Binance does not serve this location (deploy outside the US)",
+    }.get(status, "see the server's message")
 
 
 def _retry_after(value: str | None) -> float | None:

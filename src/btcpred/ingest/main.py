@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 
 from btcpred.ingest.health import HealthBounds, check_health, read_heartbeat
-from btcpred.ingest.service import Ingestor, stdout_metrics
+from btcpred.ingest.service import Ingestor
+from btcpred.ingest.telemetry import stdout_metrics
 from btcpred.settings.ingest import IngestSettings, StreamFormat
 from btcpred.settings.parse import Env
 from btcpred.sources.binance_rest import BinanceRestClient

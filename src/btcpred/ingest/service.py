@@ -29,14 +29,10 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import random
-import sys
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any, Final
 
 import orjson
@@ -58,13 +54,14 @@ from btcpred.ingest.connection import (
     ConnectError,
     HandshakeRefusedError,
     StreamConnection,
+    refusal_hint,
 )
+from btcpred.ingest.depth import DepthFetcher, DepthSync
 from btcpred.ingest.fastpath import FastPath
-from btcpred.ingest.health import Heartbeat, write_heartbeat
-from btcpred.ingest.metrics import emf_line
 from btcpred.ingest.pack import Packer
 from btcpred.ingest.producer import KinesisProducer, PutRecordsClient
 from btcpred.ingest.sequence import DEPTH, QUOTE, TRADE, Sequencer
+from btcpred.ingest.telemetry import Telemetry
 from btcpred.records import event_to_message
 from btcpred.settings.ingest import IngestSettings, StreamFormat
 from btcpred.sources.binance_json import MessageError, parse_message
@@ -73,12 +70,8 @@ __all__ = ["DepthFetcher", "IngestStats", "Ingestor"]
 
 log = logging.getLogger("btcpred.ingest")
 
-DepthFetcher = Callable[[str, int], DepthSnapshot]
-"""``fetch(symbol, limit)``: a REST depth snapshot (blocking; run in a worker thread)."""
 
-MAX_HELD_DIFFS: Final = 20_000
 MAX_STANDBY_EVENTS: Final = 500_000
-SNAPSHOT_RETRY_S: Final = 0.5
 
 
 @dataclass(slots=True)
@@ -156,13 +149,20 @@ class Ingestor:
         self._switch_ready = asyncio.Event()
         self._rotate = asyncio.Event()
         self._stop = asyncio.Event()
-        self._held: dict[str, deque[DepthDiff]] = {}
-        self._synced: set[str] = set()
-        self._resync_tasks: set[asyncio.Task[None]] = set()
+        self.depth = (
+            None
+            if depth_fetch is None
+            else DepthSync(
+                depth_fetch,
+                settings.depth_snapshot_limit,
+                self._publish_snapshot,
+                self._stop,
+                self.rng,
+            )
+        )
         self._expected = {(s, stream) for s in settings.symbols for stream in (TRADE, DEPTH, QUOTE)}
-        self._started_ns = clock_ns()
         self._rotate_after = settings.connection_lifetime_s
-        self._last_totals: dict[str, float] = {}
+        self.telemetry = Telemetry(self, metrics_out)
         self.started = asyncio.Event()
         """Set once the first connection is open."""
 
@@ -176,8 +176,8 @@ class Ingestor:
         tasks = [
             asyncio.create_task(self.producer.run(), name="producer"),
             asyncio.create_task(self._supervise(), name="supervisor"),
-            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
-            asyncio.create_task(self._metrics_loop(), name="metrics"),
+            asyncio.create_task(self.telemetry.heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self.telemetry.metrics_loop(), name="metrics"),
         ]
         await self._stop.wait()
         for task in tasks[1:]:
@@ -187,12 +187,15 @@ class Ingestor:
                 await conn.close("stopping")
         for reader in self._readers.values():
             reader.cancel()
-        for resync in self._resync_tasks:
-            resync.cancel()
+        if self.depth is not None:
+            self.depth.cancel()
         await asyncio.gather(
-            *tasks[1:], *self._readers.values(), *self._resync_tasks, return_exceptions=True
+            *tasks[1:],
+            *self._readers.values(),
+            *(self.depth.tasks if self.depth else ()),
+            return_exceptions=True,
         )
-        held = sum(len(d) for d in self._held.values())
+        held = self.depth.held_count if self.depth else 0
         if held:
             log.warning("%d depth diffs were waiting for a snapshot and are not sent", held)
         unsent = await self.producer.drain(self.settings.flush_deadline_s)
@@ -328,7 +331,7 @@ class Ingestor:
                     "Binance refused the connection to %s: %s (%s); retrying in %.0f s",
                     self.settings.stream_url,
                     exc,
-                    _refusal_hint(exc.status),
+                    refusal_hint(exc.status),
                     delay,
                 )
                 await self._sleep(delay)
@@ -469,31 +472,25 @@ class Ingestor:
         else:
             self._check_switch()
 
-    def _process(self, events: list[Event]) -> None:
+    def _process(self, events: Sequence[Event]) -> None:
         check = self.sequencer.check
+        depth = self.depth
         for event in events:
-            if isinstance(event, DepthDiff):
-                held = self._held.get(event.symbol)
-                if held is not None:
-                    held.append(event)
-                    if len(held) > MAX_HELD_DIFFS:
-                        held.popleft()
-                    continue
+            if depth is not None and isinstance(event, DepthDiff) and depth.hold(event):
+                continue
             verdict = check(event)
             if not verdict.accept:
                 continue
             self.stats.events += 1
             if verdict.gap is not None:
                 self._offer_gap(verdict.gap)
-                if isinstance(event, DepthDiff) and self.depth_fetch is not None:
-                    self._start_resync(event.symbol, event)
-                    continue
-            elif (
-                isinstance(event, DepthDiff)
-                and event.symbol not in self._synced
-                and self.depth_fetch is not None
+            if (
+                depth is not None
+                and isinstance(event, DepthDiff)
+                and (verdict.gap is not None or event.symbol not in depth.synced)
             ):
-                self._start_resync(event.symbol, event)
+                depth.start(event.symbol, event)
+                self.stats.depth_resyncs = depth.started
                 continue
             self._offer(event)
 
@@ -507,7 +504,8 @@ class Ingestor:
         if self.buffer.resync_needed:
             for symbol in list(self.buffer.resync_needed):
                 self.buffer.resync_needed.discard(symbol)
-                self._synced.discard(symbol)
+                if self.depth is not None:
+                    self.depth.synced.discard(symbol)
 
     def _offer_gap(self, gap: Gap) -> None:
         log.warning(
@@ -538,49 +536,10 @@ class Ingestor:
 
     # -- depth resynchronisation -----------------------------------------------------------
 
-    def _start_resync(self, symbol: str, first: DepthDiff) -> None:
-        self._synced.discard(symbol)
-        held = self._held.setdefault(symbol, deque())
-        held.append(first)
-        if len(held) > 1:
-            return  # already resynchronising
-        self.stats.depth_resyncs += 1
-        task = asyncio.get_running_loop().create_task(self._resync(symbol))
-        self._resync_tasks.add(task)
-        task.add_done_callback(self._resync_tasks.discard)
-
-    async def _resync(self, symbol: str) -> None:
-        fetch = self.depth_fetch
-        assert fetch is not None  # noqa: S101 - only started with a fetcher
-        backoff = Backoff(SNAPSHOT_RETRY_S, 30.0, self.rng)
-        while not self._stop.is_set():
-            try:
-                snapshot = await asyncio.to_thread(
-                    fetch, symbol, self.settings.depth_snapshot_limit
-                )
-            except Exception as exc:  # noqa: BLE001  # any REST failure: wait and ask again
-                delay = backoff.next_delay() + SNAPSHOT_RETRY_S
-                log.warning("depth snapshot of %s failed (%s); again in %.1f s", symbol, exc, delay)
-                await self._sleep(delay)
-                continue
-            held = self._held[symbol]
-            if held and snapshot.last_update_id < held[0].first_update_id - 1:
-                log.info(
-                    "depth snapshot of %s (id %d) is older than the held diffs (from %d): "
-                    "fetching again",
-                    symbol,
-                    snapshot.last_update_id,
-                    held[0].first_update_id,
-                )
-                await self._sleep(SNAPSHOT_RETRY_S)
-                continue
-            self._publish_snapshot(symbol, snapshot)
-            return
-
-    def _publish_snapshot(self, symbol: str, snapshot: DepthSnapshot) -> None:
-        held = self._held.pop(symbol)
+    def _publish_snapshot(
+        self, symbol: str, snapshot: DepthSnapshot, held: list[DepthDiff]
+    ) -> None:
         self.sequencer.reset_depth(symbol, snapshot.last_update_id)
-        self._synced.add(symbol)
         self.stats.snapshots_published += 1
         self._offer(snapshot)
         log.info(
@@ -589,71 +548,19 @@ class Ingestor:
             snapshot.last_update_id,
             len(held),
         )
-        self._process(list(held))
+        self._process(held)
 
-    # -- heartbeat and metrics -------------------------------------------------------------
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            self._write_heartbeat()
-            await asyncio.sleep(2.0)
-
-    def _write_heartbeat(self) -> None:
-        beat = Heartbeat(
-            pid=os.getpid(),
-            written_ns=self.clock_ns(),
-            started_ns=self._started_ns,
-            last_frame_ns=max(
-                (c.last_frame_ns for c in (self.primary, self.standby) if c), default=0
-            ),
-            last_ack_ns=self.producer.stats.last_ack_ns,
-            buffer_fill=self.buffer.fill,
-            queued_messages=self.buffer.items,
-            connected=self.primary is not None and not self.primary.end_reason,
-        )
-        try:
-            write_heartbeat(Path(self.settings.heartbeat_path), beat)
-        except OSError as exc:
-            log.error("cannot write the heartbeat %s: %s", self.settings.heartbeat_path, exc)
-
-    async def _metrics_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.metrics_interval_s)
-            self._emit_metrics()
+    # -- heartbeat and metrics (btcpred.ingest.telemetry) ------------------------------------
 
     def totals(self) -> dict[str, float]:
         """The running totals behind the metrics."""
-        p, s, q = self.producer.stats, self.stats, self.sequencer
-        return {
-            "Frames": s.frames,
-            "Events": s.events,
-            "Records": p.records_out,
-            "RecordBytes": p.bytes_out,
-            "PutCalls": p.put_calls,
-            "PutFailedEntries": p.failed_entries,
-            "PutErrors": p.put_errors,
-            "Gaps": q.gaps + self.buffer.overflow_gaps,
-            "GapEvents": q.gap_ids + self.buffer.shed_events,
-            "Reconnects": s.reconnects,
-            "ShedEvents": self.buffer.shed_quotes + self.buffer.shed_events,
-            "MalformedFrames": s.malformed_frames,
-            "DepthResyncs": s.depth_resyncs,
-        }
+        return self.telemetry.totals()
 
     def _emit_metrics(self) -> None:
-        if self.metrics_out is None:
-            return
-        totals = self.totals()
-        values: dict[str, float] = {k: v - self._last_totals.get(k, 0) for k, v in totals.items()}
-        self._last_totals = totals
-        values["BufferFillPercent"] = round(self.buffer.fill * 100, 2)
-        stats = self.producer.stats
-        values["ExchangeLagMs"] = round(stats.max_lag_ms, 1)
-        stats.max_lag_ms = 0.0
-        if self.primary is not None:
-            values["ConnectionAgeS"] = round(self.primary.age_s, 1)
-        self.metrics_out.write(emf_line(values, self.clock_ns() // 1_000_000) + b"\n")
-        self.metrics_out.flush()
+        self.telemetry.emit_metrics()
+
+    def _write_heartbeat(self) -> None:
+        self.telemetry.write_heartbeat()
 
 
 def _stream(event: Event) -> str:
@@ -677,19 +584,3 @@ def _kind_and_ids(event: Event) -> tuple[int, int, int]:
 
 def _first_id(event: Event) -> int:
     return _kind_and_ids(event)[1]
-
-
-def _refusal_hint(status: int) -> str:
-    return {
-        400: "is the API key missing? the SBE stream needs X-MBX-APIKEY",
-        401: "the API key is not accepted (Ed25519 keys only)",
-        403: "forbidden: an IP whitelist on the key?",
-        418: "this IP is banned for a while after too many requests",
-        429: "too many connection attempts",
-        451: "Binance does not serve this location (deploy outside the US)",
-    }.get(status, "see the server's message")
-
-
-def stdout_metrics() -> IO[bytes]:
-    """The process's stdout as bytes (where EMF lines go in the container)."""
-    return sys.stdout.buffer
