@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from btcpred.sim.services import Service, ServiceError, free_port
+from btcpred.sim.services import Service, ServiceError, free_port, terminate
 
 __all__ = [
     "MotoKinesisServer",
@@ -83,12 +83,7 @@ class MotoKinesisServer(Service):
     def stop(self) -> None:
         """Terminate the server."""
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            terminate(self._proc)
             self._proc = None
         if self._log is not None:
             self._log.unlink(missing_ok=True)

@@ -44,6 +44,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL after ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def find_redis_server(path: str | None = None) -> str:
     """Return the absolute path of ``redis-server``.
 
@@ -246,12 +256,7 @@ class RedisServer(Service):
     def stop(self) -> None:
         """Terminate the server (SIGTERM, SIGKILL after 10 s) and remove its directory."""
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            terminate(self._proc)
             self._proc = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
