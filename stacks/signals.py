@@ -29,6 +29,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_sqs as sqs
 
+from btcpred.ingest.metrics import UNITS as INGESTOR_UNITS
+
 __all__ = [
     "AGGREGATOR",
     "FUNCTION_KEYS",
@@ -49,28 +51,12 @@ AGGREGATOR: Final = "aggregator"
 """The ``service`` dimension of the aggregator's metrics."""
 INGESTOR: Final = "ingestor"
 """The ``service`` dimension of the ingestor's metrics."""
-INGESTOR_METRICS: Final[Mapping[str, str]] = {
-    "Frames": "Count",
-    "Events": "Count",
-    "Records": "Count",
-    "RecordBytes": "Bytes",
-    "PutCalls": "Count",
-    "PutFailedEntries": "Count",
-    "PutErrors": "Count",
-    "Gaps": "Count",
-    "GapEvents": "Count",
-    "Reconnects": "Count",
-    "ShedEvents": "Count",
-    "MalformedFrames": "Count",
-    "DepthResyncs": "Count",
-    "BufferFillPercent": "Percent",
-    "ExchangeLagMs": "Milliseconds",
-    "ConnectionAgeS": "Seconds",
-}
-"""What ``btcpred ingest`` emits (name: unit), as agreed with it: ``PutFailedEntries`` are
-entries Kinesis rejected and the ingestor resent, ``PutErrors`` whole calls that raised,
-``GapEvents`` the ids inside gap ranges, ``BufferFillPercent`` the interval's maximum,
-``ExchangeLagMs`` exchange event time to the put's acknowledgement."""
+INGESTOR_METRICS: Final[Mapping[str, str]] = INGESTOR_UNITS
+"""What ``btcpred ingest`` emits (name: unit), from the ingestor's own table
+(:data:`btcpred.ingest.metrics.UNITS`): ``PutFailedEntries`` are entries Kinesis rejected and the
+ingestor resent, ``PutErrors`` whole calls that raised, ``GapEvents`` the ids inside gap ranges,
+``BufferFillPercent`` the fill when the interval's line is written, ``ExchangeLagMs`` the
+interval's worst exchange event time → put acknowledgement."""
 FUNCTION_KEYS: Final = ("aggregator", "inference", "api", "websocket")
 """The functions the monitoring expects, by the keys of :attr:`MonitoredResources.functions`."""
 MINUTE: Final = Duration.minutes(1)

@@ -92,7 +92,6 @@ class IngestBuffer:
         self._symbol_bytes: dict[str, int] = {}
         self.bytes = 0
         self.items = 0
-        self.peak_bytes = 0
         self.overflow_gaps = 0
         self.shed_quotes = 0
         self.shed_events = 0
@@ -140,8 +139,6 @@ class IngestBuffer:
         self._symbol_bytes[symbol] = before + size
         self.bytes += size + SLOT_OVERHEAD
         self.items += 1
-        if self.bytes > self.peak_bytes:
-            self.peak_bytes = self.bytes
         if before == 0 or before < self.wake_bytes <= before + size:
             self.on_item()  # a new oldest message (a new flush deadline) or a full record
 

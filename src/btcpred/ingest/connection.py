@@ -322,9 +322,3 @@ class AttemptLimiter:
     def record(self) -> None:
         """Count one attempt now."""
         self._times.append(self.clock())
-
-    @property
-    def in_window(self) -> int:
-        """Attempts inside the current window."""
-        self.wait_s()
-        return len(self._times)

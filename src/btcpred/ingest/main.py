@@ -22,7 +22,7 @@ import orjson
 from btcpred.ingest.health import HealthBounds, check_health, read_heartbeat
 from btcpred.ingest.service import Ingestor
 from btcpred.ingest.telemetry import stdout_metrics
-from btcpred.settings.ingest import IngestSettings, StreamFormat
+from btcpred.settings.ingest import DEFAULT_HEARTBEAT_PATH, IngestSettings, StreamFormat
 from btcpred.settings.parse import Env
 from btcpred.sources.binance_rest import BinanceRestClient
 
@@ -97,7 +97,7 @@ async def _run(ingestor: Ingestor) -> int:
 
 def health(env: Mapping[str, str]) -> tuple[int, str]:
     """The container health check: (exit status, one line saying why)."""
-    path = Path(env.get(Env.INGEST_HEARTBEAT_PATH.value, "/tmp/btcpred-ingest.heartbeat"))  # noqa: S108
+    path = Path(env.get(Env.INGEST_HEARTBEAT_PATH.value, DEFAULT_HEARTBEAT_PATH))
     try:
         beat = read_heartbeat(path)
     except (OSError, ValueError) as exc:

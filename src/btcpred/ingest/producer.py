@@ -76,8 +76,6 @@ class ProducerStats:
     max_lag_ms: float = 0.0
     latencies_ns: list[int] = field(default_factory=list)
     """Frame received → acknowledged, one sample per message (bounded, see ``keep_latencies``)."""
-    lags_ms: list[float] = field(default_factory=list)
-    """Exchange event time → acknowledged, per record (its newest message)."""
 
 
 @dataclass(slots=True)
@@ -262,8 +260,6 @@ class KinesisProducer:
         if newest_us:
             lag_ms = (now_ns // 1000 - newest_us) / 1000
             stats.max_lag_ms = max(stats.max_lag_ms, lag_ms)
-            if len(stats.lags_ms) < self.keep_latencies:
-                stats.lags_ms.append(lag_ms)
 
     # -- shutdown --------------------------------------------------------------------------
 

@@ -60,7 +60,7 @@ from btcpred.ingest.depth import DepthFetcher, DepthSync
 from btcpred.ingest.fastpath import FastPath
 from btcpred.ingest.pack import Packer
 from btcpred.ingest.producer import KinesisProducer, PutRecordsClient
-from btcpred.ingest.sequence import DEPTH, QUOTE, TRADE, Sequencer
+from btcpred.ingest.sequence import DEPTH, QUOTE, TRADE, Sequencer, stream_of
 from btcpred.ingest.telemetry import Telemetry
 from btcpred.records import event_to_message
 from btcpred.settings.ingest import IngestSettings, StreamFormat
@@ -113,7 +113,6 @@ class Ingestor:
         self.api_key = api_key or settings.api_key
         self.depth_fetch = depth_fetch
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
-        self.metrics_out = metrics_out
         self.clock = clock
         self.clock_ns = clock_ns
         self.source = "sbe" if settings.stream_format is StreamFormat.SBE else "json"
@@ -213,10 +212,6 @@ class Ingestor:
     def request_stop(self) -> None:
         """Begin the shutdown (thread-unsafe: call from the loop, e.g. a signal handler)."""
         self._stop.set()
-
-    def request_rotation(self) -> None:
-        """Rotate the connection now (as on ``serverShutdown``)."""
-        self._rotate.set()
 
     async def _relay(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -463,7 +458,7 @@ class Ingestor:
 
     def _hold_standby(self, events: list[Event]) -> None:
         for event in events:
-            key = (event.symbol, _stream(event))
+            key = (event.symbol, stream_of(event))
             if key not in self._standby_first:
                 self._standby_first[key] = _first_id(event)
         self._standby_events.extend(events)
@@ -561,14 +556,6 @@ class Ingestor:
 
     def _write_heartbeat(self) -> None:
         self.telemetry.write_heartbeat()
-
-
-def _stream(event: Event) -> str:
-    if isinstance(event, Trade):
-        return TRADE
-    if isinstance(event, BestBidAsk):
-        return QUOTE
-    return DEPTH
 
 
 def _kind_and_ids(event: Event) -> tuple[int, int, int]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from btcpred.settings import parse as p
 from btcpred.settings.parse import ConfigError, Env
 
-__all__ = ["IngestSettings", "StreamFormat"]
+__all__ = ["DEFAULT_HEARTBEAT_PATH", "IngestSettings", "StreamFormat"]
 
 
 class StreamFormat(enum.StrEnum):
@@ -18,6 +19,9 @@ class StreamFormat(enum.StrEnum):
     SBE = "sbe"
     JSON = "json"
 
+
+DEFAULT_HEARTBEAT_PATH = "/tmp/btcpred-ingest.heartbeat"  # noqa: S108 - the container's own /tmp
+"""Where ``btcpred ingest`` writes its heartbeat and ``btcpred ingest-health`` reads it."""
 
 DEFAULT_URLS = {
     StreamFormat.SBE: "wss://stream-sbe.binance.com:9443",
@@ -45,7 +49,7 @@ class IngestSettings:
     flush_window_s: float = 0.1
     buffer_bytes: int = 64 * 1024 * 1024
     flush_deadline_s: float = 20.0
-    heartbeat_path: str = "/tmp/btcpred-ingest.heartbeat"  # noqa: S108 - the container's own /tmp
+    heartbeat_path: str = DEFAULT_HEARTBEAT_PATH
     connection_lifetime_s: float = 86_400.0
     """Binance's limit; the ingestor rotates 30-60 minutes before it (scaled for short ones)."""
     dead_after_s: float = 30.0
@@ -137,8 +141,6 @@ class IngestSettings:
 
 
 def _stream_name(text: str) -> str:
-    import re
-
     if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,128}", text):
         raise ValueError("must be a Kinesis stream name (1-128 of A-Z a-z 0-9 _ . -)")
     return text
