@@ -1,0 +1,1 @@
+"""The fallback poller: Binance's REST tickers → ``features:{S}:fallback`` in Redis."""
