@@ -75,6 +75,11 @@ class Env(enum.StrEnum):
     INGEST_DEAD_AFTER_S = "INGEST_DEAD_AFTER_S"
     INGEST_DATA_TIMEOUT_S = "INGEST_DATA_TIMEOUT_S"
     INGEST_METRICS_INTERVAL_S = "INGEST_METRICS_INTERVAL_S"
+    # the history loader (and `btcpred load`, `btcpred train --database`)
+    DATABASE_URL = "DATABASE_URL"
+    DATABASE_SECRET_ARN = "DATABASE_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
+    DATABASE_SSLMODE = "DATABASE_SSLMODE"
+    DATABASE_NAME = "DATABASE_NAME"
 
 
 _PREFIX: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")

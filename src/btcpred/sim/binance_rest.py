@@ -2,7 +2,11 @@
 
 It serves a given 1-minute kline history for one symbol on 127.0.0.1, for tests and the local
 stack: ``GET /api/v3/klines``, ``/api/v3/ticker/24hr``, ``/api/v3/ticker/price`` and
-``/api/v3/time``, with Binance's parameter rules and error bodies (``{"code", "msg"}``).
+``/api/v3/time`` and, when given aggregate trades, ``/api/v3/aggTrades``, with Binance's
+parameter rules and error bodies (``{"code", "msg"}``). Every answer carries Binance's
+``X-MBX-USED-WEIGHT-1M`` header (the weight used in the current wall-clock minute); past
+``weight_limit`` the server answers 429 with a ``Retry-After`` to the next minute, as Binance
+does.
 Tests inject failures through :attr:`BinanceRestServer.faults` and count attempts through
 :attr:`BinanceRestServer.requests`.
 
@@ -27,13 +31,16 @@ from __future__ import annotations
 import bisect
 import collections
 import json
+import math
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal, Self
 
+from btcpred.aggtrades import AggTrade
 from btcpred.klines import Kline
 from btcpred.sim.services import Service
 
@@ -53,6 +60,13 @@ _STATUS_BODIES = {
 }
 _MISSING = "Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
 _ILLEGAL = "Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
+_WEIGHTS = {
+    "/api/v3/klines": 2,
+    "/api/v3/aggTrades": 4,
+    "/api/v3/ticker/24hr": 2,
+    "/api/v3/ticker/price": 2,
+    "/api/v3/time": 1,
+}
 _INTERNAL = {"code": -1001, "msg": "Internal error; unable to process your request."}
 
 
@@ -209,6 +223,12 @@ class BinanceRestServer(Service):
         The only symbol known; others get 400 ``{"code": -1121, "msg": "Invalid symbol."}``.
     now_ms
         Server time; ``None``: one ms after the last bar's close, so the history looks live.
+    agg_trades
+        Aggregate trades served by ``/api/v3/aggTrades``, in increasing id (and time) order.
+    weight_limit
+        Request weight allowed per wall-clock minute (Binance's default is 6000).
+    wall_ms
+        The wall clock the weight minutes are counted on (tests pass a fake one).
     """
 
     def __init__(
@@ -217,6 +237,9 @@ class BinanceRestServer(Service):
         *,
         symbol: str = "BTCUSDT",
         now_ms: Callable[[], int] | None = None,
+        agg_trades: Sequence[AggTrade] = (),
+        weight_limit: int = 6000,
+        wall_ms: Callable[[], int] | None = None,
     ) -> None:
         if not klines_1m:
             raise ValueError("klines_1m is empty")
@@ -225,6 +248,17 @@ class BinanceRestServer(Service):
                 previous is not None and kline.open_time_ms <= previous.open_time_ms
             ):
                 raise ValueError(f"kline at {kline.open_time_ms} is not minute-aligned or in order")
+        self._agg = list(agg_trades)
+        self._agg_ids = [t.agg_id for t in self._agg]
+        self._agg_times = [t.time_ms for t in self._agg]
+        if any(a >= b for a, b in zip(self._agg_ids, self._agg_ids[1:], strict=False)) or any(
+            a > b for a, b in zip(self._agg_times, self._agg_times[1:], strict=False)
+        ):
+            raise ValueError("agg_trades are not in increasing id and time order")
+        self.weight_limit = weight_limit
+        self._wall: Callable[[], int] = wall_ms or (lambda: time.time_ns() // 1_000_000)
+        self._weight_minute = -1
+        self.used_weight = 0
         self._klines = list(klines_1m)
         self._opens = [k.open_time_ms for k in self._klines]
         self.symbol = symbol
@@ -283,6 +317,8 @@ class BinanceRestServer(Service):
             return {"serverTime": self._now()}
         if path == "/api/v3/klines":
             return self._klines_body(query)
+        if path == "/api/v3/aggTrades":
+            return self._agg_trades_body(query)
         if path in ("/api/v3/ticker/24hr", "/api/v3/ticker/price"):
             if "symbol" not in query:  # Binance answers for every symbol: here, one
                 return [self.answer(path, {**query, "symbol": self.symbol})]
@@ -325,6 +361,59 @@ class BinanceRestServer(Service):
             )
             for i in range(lo, hi)
         ]
+
+    def _agg_trades_body(self, query: dict[str, str]) -> list[dict[str, object]]:
+        self._check_symbol(query)
+        limit = _optional_int(query, "limit")
+        limit = 500 if limit is None else limit
+        if not 1 <= limit <= 1000:
+            raise _ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
+        from_id = _optional_int(query, "fromId")
+        start, end = _optional_int(query, "startTime"), _optional_int(query, "endTime")
+        if start is not None and end is not None:
+            if start > end:
+                raise _ApiError(400, -1023, "Start time is greater than end time.")
+            if end - start >= 3_600_000:
+                raise _ApiError(400, -1127, "More than 1 hours between startTime and endTime.")
+        visible = bisect.bisect_right(self._agg_times, self._now())
+        if from_id is not None:
+            lo = bisect.bisect_left(self._agg_ids, from_id)
+            hi = visible
+        elif start is not None or end is not None:
+            lo = 0 if start is None else bisect.bisect_left(self._agg_times, start)
+            hi = visible if end is None else min(visible, bisect.bisect_right(self._agg_times, end))
+        else:
+            lo, hi = max(0, visible - limit), visible
+        return [
+            {
+                "a": t.agg_id,
+                "p": _num(t.price),
+                "q": _num(t.quantity),
+                "f": t.first_trade_id,
+                "l": t.last_trade_id,
+                "T": t.time_ms,
+                "m": t.is_buyer_maker,
+                "M": True,
+            }
+            for t in self._agg[lo : min(hi, lo + limit)]
+        ]
+
+    def charge(self, path: str, query: dict[str, str]) -> tuple[int, float | None]:
+        """Add ``path``'s request weight to the current minute's; return the weight used and,
+        past :attr:`weight_limit`, the seconds to the next minute (the request is refused)."""
+        weight = _WEIGHTS.get(path, 1)
+        if path.startswith("/api/v3/ticker") and "symbol" not in query:
+            weight *= 40  # every symbol at once
+        with self._lock:
+            wall = self._wall()
+            minute = wall // _MINUTE
+            if minute != self._weight_minute:
+                self._weight_minute, self.used_weight = minute, 0
+            self.used_weight += weight
+            used = self.used_weight
+        if used > self.weight_limit:
+            return used, max(1.0, ((minute + 1) * _MINUTE - wall) / 1000.0)
+        return used, None
 
     def _ticker_24hr(self) -> dict[str, object]:
         now = self._now()
@@ -396,16 +485,23 @@ class _Handler(BaseHTTPRequestHandler):
         split = urllib.parse.urlsplit(self.path)
         query = {k: v[0] for k, v in urllib.parse.parse_qs(split.query, True).items()}
         app.requests.append(split.path, query)
+        used, refused_for = app.charge(split.path, query)
+        weight = {"X-MBX-USED-WEIGHT-1M": str(used)}
         fault = app.faults.pop()
         canned = app.apply_fault(fault) if fault is not None else None
         if canned is not None:
-            self._send(*canned)
+            self._send(canned[0], canned[1], {**weight, **canned[2]})
+            return
+        if refused_for is not None:
+            body = json.dumps(_STATUS_BODIES[429]).encode()
+            self._send(429, body, {**weight, "Retry-After": str(math.ceil(refused_for))})
             return
         try:
             body = json.dumps(app.answer(split.path, query)).encode()
-            self._send(200, body, {})
+            self._send(200, body, weight)
         except _ApiError as exc:
-            self._send(exc.status, json.dumps({"code": exc.code, "msg": exc.msg}).encode(), {})
+            body = json.dumps({"code": exc.code, "msg": exc.msg}).encode()
+            self._send(exc.status, body, weight)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         try:

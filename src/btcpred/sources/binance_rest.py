@@ -33,6 +33,7 @@ from email.message import Message
 
 import msgspec
 
+from btcpred.aggtrades import AggTrade, agg_trade_from_json
 from btcpred.events import DepthSnapshot
 from btcpred.klines import Kline, kline_from_row
 from btcpred.sources.binance_json import MessageError, parse_payload
@@ -213,6 +214,17 @@ def _check(symbol: str, interval: str | None = None, **times: int | None) -> Non
             )
 
 
+def _check_agg_window(
+    symbol: str, from_id: int | None, start: int | None, end: int | None, limit: int
+) -> None:
+    _check(symbol, start_time_ms=start, end_time_ms=end, from_id=from_id)
+    _check_count("limit", limit, _MAX_LIMIT)
+    if from_id is not None and (start is not None or end is not None):
+        raise ValueError("agg_trades takes from_id or a time window, not both")
+    if start is not None and end is not None and not 0 <= end - start < 3_600_000:
+        raise ValueError("the aggTrades time window must be under one hour")
+
+
 def _check_count(name: str, value: int, maximum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise ValueError(f"{name} must be an int in 1..{maximum}, got {value!r}")
@@ -258,6 +270,9 @@ class BinanceRestClient:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._sleep = sleep
+        self.used_weight_1m: int | None = None
+        """The request weight used in the current minute, from the last answer's
+        ``X-MBX-USED-WEIGHT-1M`` header (``None`` until a server sends one)."""
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def _attempt(self, url: str) -> object:
@@ -266,8 +281,10 @@ class BinanceRestClient:
         )
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
+                self._note_weight(response.headers)
                 body: bytes = response.read()
         except urllib.error.HTTPError as exc:
+            self._note_weight(exc.headers)
             raise _error_from_status(exc.code, _read_error_body(exc), exc.headers) from None
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, TimeoutError):
@@ -281,6 +298,11 @@ class BinanceRestClient:
             return json.loads(body)
         except ValueError:
             raise MalformedResponseError(f"body is not JSON: {body[:80]!r}", status=200) from None
+
+    def _note_weight(self, headers: Message | None) -> None:
+        value = headers.get("X-MBX-USED-WEIGHT-1M") if headers is not None else None
+        if value is not None and str(value).strip().isdigit():
+            self.used_weight_1m = int(str(value).strip())
 
     def _delay(self, error: BinanceRestError, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or ``None`` to give up at once."""
@@ -390,6 +412,51 @@ class BinanceRestClient:
         if any(a.open_time_ms >= b.open_time_ms for a, b in zip(bars, bars[1:], strict=False)):
             raise MalformedResponseError("kline pages overlap or are out of order", status=200)
         return bars
+
+    def agg_trades(
+        self,
+        symbol: str,
+        *,
+        from_id: int | None = None,
+        start_time_ms: int | None = None,
+        end_time_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[AggTrade]:
+        """``GET /api/v3/aggTrades`` (weight 4): up to ``limit`` aggregate trades, oldest first.
+
+        Either ``from_id`` (trades with an id at or after it) or a time window (Binance requires
+        ``end - start`` under one hour when both are sent), never both.
+
+        Raises
+        ------
+        ValueError
+            Bad symbol, ids, times or ``limit`` (1..1000), or ``from_id`` with times.
+        BinanceRestError
+            The request failed; :class:`MalformedResponseError` for a body that is not trades.
+        """
+        _check_agg_window(symbol, from_id, start_time_ms, end_time_ms, limit)
+        params: dict[str, str | int] = {"symbol": symbol, "limit": limit}
+        for name, value in (
+            ("fromId", from_id),
+            ("startTime", start_time_ms),
+            ("endTime", end_time_ms),
+        ):
+            if value is not None:
+                params[name] = value
+        body = self.get("/api/v3/aggTrades", params)
+        if not isinstance(body, list):
+            raise MalformedResponseError(f"aggTrades body is not a list: {body!r:.80}", status=200)
+        trades: list[AggTrade] = []
+        for index, item in enumerate(body):
+            if not isinstance(item, dict):
+                raise MalformedResponseError(f"aggTrade {index} is not an object", status=200)
+            try:
+                trades.append(agg_trade_from_json(item))
+            except ValueError as exc:
+                raise MalformedResponseError(f"aggTrade {index}: {exc}", status=200) from None
+        if any(a.agg_id >= b.agg_id for a, b in zip(trades, trades[1:], strict=False)):
+            raise MalformedResponseError("aggTrades out of order", status=200)
+        return trades
 
     def ticker_24hr(self, symbol: str) -> Ticker24hr:
         """Return the rolling 24-hour statistics of ``symbol``.
