@@ -8,8 +8,10 @@ metrics are kept in memory and their totals printed at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 __all__ = ["add_poll_parser"]
@@ -28,6 +30,12 @@ def add_poll_parser(sub: Any) -> None:
         "(default: data-api.binance.vision)",
     )
     poll.add_argument(
+        "--klines",
+        type=Path,
+        help="serve these 1-minute klines (CSV, e.g. fixtures/binance/btcusdt_1m_*.csv.gz) from "
+        "a local Binance REST server (btcpred.sim.binance_rest) and poll that instead",
+    )
+    poll.add_argument(
         "--redis-url", default="redis://localhost:6379/0", help="Redis (default: localhost)"
     )
     poll.add_argument("--symbols", default="BTCUSDT", help="comma-separated (default BTCUSDT)")
@@ -38,6 +46,18 @@ def add_poll_parser(sub: Any) -> None:
 
 
 def _cmd_poll(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        if args.klines is not None:
+            from btcpred.cli_checks import input_file
+            from btcpred.klines import read_klines
+            from btcpred.sim.binance_rest import BinanceRestServer
+
+            klines = list(read_klines(input_file(args.klines, "klines file")))
+            args.rest_url = stack.enter_context(BinanceRestServer(klines)).url
+        return _poll(args)
+
+
+def _poll(args: argparse.Namespace) -> int:
     from btcpred.poller import CountingMetrics, FallbackStore, Poller
     from btcpred.redisconn import connect
     from btcpred.settings import Env, PollerSettings
