@@ -433,3 +433,15 @@ def test_no_divergence_datapoint_without_stream_features(
     assert "StreamFeatureAgeMs" not in rig.metrics.values
     assert rig.metrics.total("PollerFallbackWrites") == 1
     assert len(rig.metrics.values["PollerRestLatencyMs"]) == 2  # one per request
+
+
+def test_a_503_retry_after_is_honoured_and_counted_as_an_error(
+    rest: BinanceRestServer, redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    rig = make_rig(rest, redis_client, clock)
+    rest.faults.put(Fault.status(503, retry_after_s=8))
+
+    report = rig.poller.run(clock.remaining(14_000))
+
+    assert (report.errors, report.rate_limited, report.held_back) == (1, 0, 1)  # round at 5 s
+    assert stored(redis_client).timestamp == GRID_MS + 10_000  # resumed at 10 s
