@@ -26,6 +26,7 @@ from btcpred.cli_checks import (
 )
 from btcpred.cli_ingest import add_ingest_parsers
 from btcpred.cli_model import add_parsers
+from btcpred.cli_poll import add_poll_parser
 from btcpred.cli_simulate import add_simulate_parser
 from btcpred.sources.capture import Capture, load_capture
 
@@ -278,6 +279,7 @@ def _parser() -> argparse.ArgumentParser:
     add_bench_parser(sub, _count(1))
     add_parsers(sub, _count(1))
     add_ingest_parsers(sub)
+    add_poll_parser(sub)
     add_simulate_parser(sub, _load)
     return parser
 

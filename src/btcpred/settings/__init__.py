@@ -9,6 +9,7 @@ from btcpred.settings.aggregator import AggregatorSettings, PoisonPolicy
 from btcpred.settings.clients import HttpSettings, WebSocketSettings
 from btcpred.settings.inference import InferenceSettings
 from btcpred.settings.parse import ConfigError, Env
+from btcpred.settings.poller import PollerSettings
 
 __all__ = [
     "AggregatorSettings",
@@ -17,5 +18,6 @@ __all__ = [
     "HttpSettings",
     "InferenceSettings",
     "PoisonPolicy",
+    "PollerSettings",
     "WebSocketSettings",
 ]

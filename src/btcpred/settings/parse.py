@@ -80,6 +80,10 @@ class Env(enum.StrEnum):
     DATABASE_SECRET_ARN = "DATABASE_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
     DATABASE_SSLMODE = "DATABASE_SSLMODE"
     DATABASE_NAME = "DATABASE_NAME"
+    # the fallback poller (`lambdas/poller`, `btcpred poll`)
+    POLLER_INTERVAL_SECONDS = "POLLER_INTERVAL_SECONDS"
+    FALLBACK_TTL_SECONDS = "FALLBACK_TTL_SECONDS"
+    POLLER_STOP_MARGIN_MS = "POLLER_STOP_MARGIN_MS"
 
 
 _PREFIX: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
