@@ -24,6 +24,7 @@ from btcpred.cli_checks import (
     replaced_on_success,
     user_error_types,
 )
+from btcpred.cli_history import add_history_parsers
 from btcpred.cli_ingest import add_ingest_parsers
 from btcpred.cli_model import add_parsers
 from btcpred.cli_poll import add_poll_parser
@@ -279,6 +280,7 @@ def _parser() -> argparse.ArgumentParser:
     add_bench_parser(sub, _count(1))
     add_parsers(sub, _count(1))
     add_ingest_parsers(sub)
+    add_history_parsers(sub)
     add_poll_parser(sub)
     add_simulate_parser(sub, _load)
     return parser

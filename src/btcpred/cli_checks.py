@@ -52,6 +52,9 @@ _USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("redis.exceptions", "RedisError"),
     ("btcpred.settings.parse", "ConfigError"),  # an incomplete or invalid environment
     ("btcpred.credentials", "CredentialsError"),  # a secret that cannot be read
+    ("btcpred.history.backfill", "BackfillError"),  # banned, restricted, the source failing
+    ("btcpred.history.backfill", "DumpFormatError"),  # a malformed dump file
+    ("psycopg2", "Error"),  # the database failed during a load
 )
 
 

@@ -110,9 +110,38 @@ def _klines(paths: Sequence[Path]) -> list[Kline]:
     return [kline for path in paths for kline in read_klines(path)]
 
 
+def _database_klines(args: argparse.Namespace) -> list[Kline]:
+    """The ``kline_1m`` rows of ``market_data`` for ``--symbol`` in ``[--from, --to)``."""
+    import psycopg2
+
+    from btcpred.history.backfill import parse_time
+    from btcpred.history.database import read_klines
+
+    try:
+        start, end = parse_time(args.start), parse_time(args.end)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        conn = psycopg2.connect(args.database)
+    except psycopg2.OperationalError as exc:
+        raise CliError(f"--database: cannot connect: {str(exc).strip()}") from None
+    try:
+        _say(f"features: reading {args.symbol} klines from market_data")
+        klines = list(read_klines(conn, args.symbol, start, end))
+    finally:
+        conn.close()
+    if not klines:
+        raise CliError(f"market_data holds no {args.symbol} kline_1m rows in that period")
+    _say(f"features: running {len(klines):,} bars through the feature engine")
+    return klines
+
+
 def _check_sources(args: argparse.Namespace) -> None:
     """``--klines`` / ``--capture`` files exist (klines: and hold klines), before the work."""
-    if args.klines:
+    if getattr(args, "database", None):
+        if not (args.start and args.end):
+            raise CliError("--database needs --from and --to (the period to read)")
+    elif args.klines:
         klines_inputs(args.klines)
     else:
         for path in args.capture:
@@ -122,6 +151,15 @@ def _check_sources(args: argparse.Namespace) -> None:
 def _dataset(args: argparse.Namespace, window: int, masked: Sequence[str] | None) -> Dataset:
     from btcpred.model.dataset import dataset_from_events, dataset_from_klines
 
+    if getattr(args, "database", None):
+        klines = _database_klines(args)
+        return dataset_from_klines(
+            klines,
+            source=f"1-minute klines: market_data {args.symbol} {args.start} .. {args.end}",
+            symbol=args.symbol,
+            window=window,
+            masked=masked,
+        )
     names = ", ".join(p.name for p in (args.klines or args.capture))
     if args.klines:
         klines = _klines(args.klines)
@@ -276,6 +314,12 @@ def _sources(parser: argparse.ArgumentParser, required: bool) -> None:
         action="append",
         help="recorded stream capture (repeatable); one sample per second",
     )
+    group.add_argument(
+        "--database",
+        help="postgresql:// URL: the kline_1m rows of market_data (with --from, --to)",
+    )
+    parser.add_argument("--from", dest="start", help="with --database: start, UTC (2025-05-20)")
+    parser.add_argument("--to", dest="end", help="with --database: end (exclusive), UTC")
     parser.add_argument("--symbol", default="BTCUSDT", help="symbol name (default BTCUSDT)")
 
 

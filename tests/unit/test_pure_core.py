@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "btcpred"
-EDGES = ("cli.py", "cli_model.py", "cli_ingest.py", "bench", "sim", "local")
+EDGES = ("cli.py", "cli_model.py", "cli_ingest.py", "cli_history.py", "bench", "sim", "local")
 AWS_SDK = {"boto3", "botocore", "aws_lambda_powertools"}
 ENV_NAMES = {"environ", "environb", "getenv", "putenv"}
 
