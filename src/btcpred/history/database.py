@@ -52,9 +52,8 @@ def count_rows(conn: Any, symbol: str | None = None) -> dict[tuple[str, str], in
     with conn.cursor() as cur:
         cur.execute(
             "SELECT symbol, data_type, count(*) FROM market_data"
-            + (" WHERE symbol = %s" if symbol else "")
-            + " GROUP BY 1, 2 ORDER BY 1, 2",
-            (symbol,) if symbol else (),
+            " WHERE %s IS NULL OR symbol = %s GROUP BY 1, 2 ORDER BY 1, 2",
+            (symbol, symbol),
         )
         counts = {(s, t): int(n) for s, t, n in cur.fetchall()}
     conn.rollback()
