@@ -297,7 +297,7 @@ ALARMS: Final[tuple[AlarmSpec, ...]] = (
         _Missing.BREACHING,
         "The poller made no poll in 5 minutes (or reported nothing): no fallback features are "
         "being written.",
-        "lambda-errors-poller and lambda-throttles-poller, the poller's EveryMinute schedule "
+        "lambda-errors-poller and lambda-throttles-poller, the poller's PollEveryMinute schedule "
         "(enabled, its target) and its logs.",
     ),
     AlarmSpec(
