@@ -17,7 +17,7 @@ run: $(STAMP) services
 	$(BIN)/btcpred replay
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-lambda.txt requirements-train.txt \
-		requirements-cdk.txt requirements-ingest.txt pyproject.toml
+		requirements-cdk.txt requirements-ingest.txt requirements-history.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "btcpred needs Python >= 3.11 (found $$($(PYTHON) --version))"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \

@@ -1,10 +1,11 @@
 """What each Lambda layer holds and which layers each function attaches: data, not code.
 
 A :class:`Layer` names the requirements it installs (their exact versions are read from
-``requirements.txt`` and ``requirements-lambda.txt`` by :mod:`layers.build`, the single source of
-truth), the declared dependencies it deliberately leaves out (:class:`Exclusion`, with the
-reason) and what it trims beyond the common :data:`TRIM` rules. The ``btcpred`` layer is the
-package itself, copied from ``src/btcpred`` without the edges no Lambda imports.
+``requirements.txt``, ``requirements-lambda.txt`` and ``requirements-history.txt`` by
+:mod:`layers.build`, the single source of truth), the declared dependencies it deliberately leaves
+out (:class:`Exclusion`, with the reason) and what it trims beyond the common :data:`TRIM` rules.
+The ``btcpred`` layer is the package itself, copied from ``src/btcpred`` without the edges no Lambda
+imports.
 
 The CDK app attaches ``FUNCTION_LAYERS[function]`` in that order, each one as
 ``aws_lambda.Code.from_asset(str(layer_path(name)))``; a built layer directory holds ``python/``,
@@ -43,7 +44,11 @@ __all__ = [
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT: Final = REPO_ROOT / "build" / "layers"
 """Where layers are built unless ``--root`` says otherwise."""
-REQUIREMENTS_FILES: Final = ("requirements.txt", "requirements-lambda.txt")
+REQUIREMENTS_FILES: Final = (
+    "requirements.txt",
+    "requirements-lambda.txt",
+    "requirements-history.txt",
+)
 """The files whose ``name==version`` lines pin every layer requirement (repo-relative)."""
 
 
@@ -182,6 +187,13 @@ LAYERS: Final[Mapping[str, Layer]] = MappingProxyType(
                 "numpy/_pyinstaller",
             ),
         ),
+        "history": Layer(
+            name="history",
+            description="psycopg2-binary (libpq bundled) and fastavro: the history loader's stack",
+            requirements=("psycopg2-binary", "fastavro"),
+            # neither declares a dependency: the list is complete
+            resolve_dependencies=False,
+        ),
         "btcpred": Layer(
             name="btcpred",
             description="the btcpred package (src/btcpred) without the local-only edges",
@@ -199,6 +211,10 @@ FUNCTION_LAYERS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "api": ("core", "btcpred"),
         "websocket": ("core", "btcpred"),
         "inference": ("core", "inference", "btcpred"),
+        # light: REST and Redis only, like the client functions (no numpy/onnxruntime/fastavro)
+        "poller": ("core", "btcpred"),
+        # Powertools (core) for the SQS batch; psycopg2 and fastavro, no numpy/onnxruntime
+        "loader": ("core", "history", "btcpred"),
     }
 )
 """Each function's layers, in the order they are attached."""

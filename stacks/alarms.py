@@ -266,6 +266,64 @@ ALARMS: Final[tuple[AlarmSpec, ...]] = (
         "the predictor alarms), 500 a failing api function.",
         "The predictor alarms first; then the api function's Errors and logs.",
     ),
+    AlarmSpec(
+        "price-divergence",
+        lambda s, c: s.poller("PriceDivergenceBps", "Maximum", MINUTE),
+        lambda c: c.alarms.max_price_divergence_bps,
+        _Op.GREATER_THAN_THRESHOLD,
+        _Missing.MISSING,
+        "The stream features' price and Binance's REST last price differ (basis points, maximum "
+        "per minute) for 3 minutes: the stream pipeline is wrong or stale while REST is fine.",
+        "StreamFeatureAgeMs on the dashboard (old features: the aggregator or the ingestor), "
+        "stale-features and stream-silent; then the aggregator's ImplausibleEvents and logs.",
+        periods=3,
+    ),
+    AlarmSpec(
+        "poller-errors",
+        lambda s, c: s.poller("PollerErrors", "Sum", _FIVE_MINUTES),
+        lambda c: c.alarms.poller_errors_per_5min,
+        _Op.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        _Missing.NOT_BREACHING,
+        "Polls of Binance REST or writes of the fallback features failed in 5 minutes: the "
+        "predictor's fallback may be missing or old.",
+        "PollerRateLimited (Binance's 429/418: the poll interval or the IP's weight), then the "
+        "poller's logs (REST timeouts through NAT, Redis errors).",
+    ),
+    AlarmSpec(
+        "poller-silent",
+        lambda s, c: s.poller("PollerPolls", "Sum", _FIVE_MINUTES),
+        lambda c: 1,
+        _Op.LESS_THAN_THRESHOLD,
+        _Missing.BREACHING,
+        "The poller made no poll in 5 minutes (or reported nothing): no fallback features are "
+        "being written.",
+        "lambda-errors-poller and lambda-throttles-poller, the poller's PollEveryMinute schedule "
+        "(enabled, its target) and its logs.",
+    ),
+    AlarmSpec(
+        "loader-rejected",
+        lambda s, c: s.loader("LoaderRejected", "Sum", _FIVE_MINUTES),
+        lambda c: c.alarms.loader_rejected_count,
+        _Op.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        _Missing.NOT_BREACHING,
+        "The loader rejected history objects as malformed in 5 minutes: nothing of them was "
+        "written to the database.",
+        "The loader's logs name each object and why (schema, key layout); fix or re-export the "
+        "object, then upload it again (a new object is loaded; a loaded one is skipped).",
+    ),
+    AlarmSpec(
+        "loader-dlq-not-empty",
+        lambda s, c: s.loader_queue(
+            "ApproximateNumberOfMessagesVisible", "Maximum", _FIVE_MINUTES, dead_letters=True
+        ),
+        lambda c: 1,
+        _Op.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        _Missing.NOT_BREACHING,
+        "A history object's notification failed to load five times and went to the loader's "
+        "dead-letter queue: that object is not in the database.",
+        "Read a message (the S3 notification names the key), the loader's logs for it "
+        "(database reachable? secret?); after the fix, redrive the DLQ to the loader's queue.",
+    ),
 )
 """The alarms that are not per function."""
 
@@ -274,6 +332,8 @@ _FUNCTION_FIRST_STEP: Final[Mapping[str, str]] = {
     "inference": "logs (model load, Redis, REST) and /health.",
     "api": "logs and Redis health.",
     "websocket": "logs, Redis health and the token secret.",
+    "poller": "logs (Binance REST, Redis) and its timeout against POLLER_STOP_MARGIN_MS.",
+    "loader": "logs (the database, its secret, the object) and loader-dlq-not-empty.",
 }
 
 

@@ -2,7 +2,8 @@
 
 One stack per environment rather than a stateful and a stateless stack: cross-stack exports
 would lock the cache, stream and buckets to their consumers (an export in use cannot change),
-and an S3 notification to a function in another stack makes a dependency cycle. Stateful
+and an S3 notification to a function in another stack makes a dependency cycle (the raw-history
+bucket notifies the loader's queue, both here: docs/decisions.md 95). Stateful
 resources are protected instead by removal policies, deletion protection and, in prod,
 termination protection (docs/decisions.md 54).
 """
@@ -25,11 +26,13 @@ from stacks.config import EnvConfig, config_for
 from stacks.data import EventStream
 from stacks.database import HistoryDatabase
 from stacks.functions import Functions
-from stacks.ingestor import Ingestor
+from stacks.ingestor import BINANCE_REST_URL, Ingestor
+from stacks.loader import HistoryLoader
 from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.nag import attach_checks
 from stacks.network import Network
 from stacks.secrets import AppSecrets
+from stacks.signals import NAMESPACE, POLLER
 from stacks.storage import HISTORY_PREFIX, MODEL_PREFIX, Buckets
 
 __all__ = ["BtcpredStack", "build"]
@@ -79,6 +82,16 @@ class BtcpredStack(Stack):
         self._wire_aggregator(fns["aggregator"])
         self._wire_inference(fns["inference"])
         self._wire_clients(fns["websocket"], fns["api"])
+        self._wire_poller(fns["poller"])
+        self.loader = HistoryLoader(
+            self,
+            "HistoryLoader",
+            config=config,
+            function=fns["loader"],
+            security_group=self.functions.own_security_groups["loader"],
+            bucket=self.buckets.raw_history,
+            database=self.database,
+        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -95,6 +108,8 @@ class BtcpredStack(Stack):
                 http_stage="$default",
                 ingestor_cluster_name=self.ingestor.cluster.cluster_name,
                 ingestor_service_name=self.ingestor.service.service_name,
+                loader_queue=self.loader.queue,
+                loader_dlq=self.loader.dlq,
             ),
         )
         self._outputs()
@@ -157,6 +172,28 @@ class BtcpredStack(Stack):
             ],
         )
 
+    def _wire_poller(self, fn: lambda_.Function) -> None:
+        c = self.config
+        for name, value in {
+            "BINANCE_REST_URL": BINANCE_REST_URL,
+            "POLLER_INTERVAL_SECONDS": f"{c.poller_interval_s:g}",
+            "FALLBACK_TTL_SECONDS": str(c.fallback_ttl_s),
+            "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
+            "POWERTOOLS_SERVICE_NAME": POLLER,
+        }.items():
+            fn.add_environment(name, value)
+        # As for inference: a late or retried start would only collide with the next minute's.
+        fn.configure_async_invoke(retry_attempts=0, max_event_age=Duration.seconds(60))
+        events.Rule(
+            self,
+            "PollEveryMinute",
+            description="Start the fallback poller; it polls Binance REST until its time is up",
+            schedule=events.Schedule.rate(Duration.minutes(1)),
+            targets=[
+                targets.LambdaFunction(fn, retry_attempts=0, max_event_age=Duration.seconds(60))
+            ],
+        )
+
     def _wire_clients(self, websocket: lambda_.Function, api: lambda_.Function) -> None:
         interval = f"{self.config.prediction_interval_s:g}"
         websocket.add_environment(
@@ -178,6 +215,8 @@ class BtcpredStack(Stack):
         CfnOutput(self, "AlarmTopic", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "IngestorCluster", value=self.ingestor.cluster.cluster_name)
         CfnOutput(self, "IngestorService", value=self.ingestor.service.service_name)
+        CfnOutput(self, "RawHistoryBucket", value=self.buckets.raw_history.bucket_name)
+        CfnOutput(self, "LoaderDeadLetterQueue", value=self.loader.dlq.queue_url)
 
 
 def build(app: App) -> BtcpredStack:

@@ -106,6 +106,15 @@ class AlarmThresholds:
     """Exchange event time to Kinesis acknowledgement, p99 per minute, above this for 3 minutes.
     Must stay below ``max_feature_age_ms``: events that arrive later than that make the features
     stale anyway, and the lag alarm should name the ingestor first."""
+    max_price_divergence_bps: float = 50.0
+    """The poller's REST last price against the stream features' price, maximum per minute, above
+    this (basis points) for 3 minutes: the stream is wrong or stale while REST is fine."""
+    poller_errors_per_5min: int = 6
+    """Failed polls in 5 minutes at or above this (one poll every 5 s: 60 expected, so a tenth
+    failing). A single failed poll is retried 5 s later and is not worth a page."""
+    loader_rejected_count: int = 1
+    """History objects the loader rejected as malformed in 5 minutes at or above this (nothing of
+    such an object is written: it must be looked at)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +142,16 @@ class EnvConfig:
     inference_memory_mb: int = 1024
     inference_timeout_s: int = 90
     prediction_interval_s: float = 1.5
+    # the fallback poller (REST -> Redis every poller_interval_s, one invocation a minute)
+    poller_memory_mb: int = 256
+    poller_interval_s: float = 5.0
+    fallback_ttl_s: int = 30
+    """How long a fallback features document lives in Redis (several polls' worth)."""
+    # the history loader (S3 Avro -> PostgreSQL, from an SQS queue)
+    loader_memory_mb: int = 1024
+    loader_max_concurrency: int = 2
+    """At most this many loader invocations at once (the SQS event source's maximum
+    concurrency): bounds the connections a backfill of many objects opens on the database."""
     # ElastiCache Serverless (Valkey) limits
     cache_max_data_gb: int = 1
     cache_max_ecpu_per_second: int = 5000
@@ -228,6 +247,19 @@ def _validate(c: EnvConfig) -> None:
         "longer than the 60 s schedule (so two invocations overlap for the lease handover)",
     )
     _check(0.05 <= c.prediction_interval_s <= 30, "prediction_interval_s", "0.05 to 30")
+    _check(128 <= c.poller_memory_mb <= 10_240, "poller_memory_mb", "128 to 10240")
+    _check(1 <= c.poller_interval_s <= 30, "poller_interval_s", "1 to 30 (within one minute)")
+    _check(
+        c.fallback_ttl_s > c.poller_interval_s,
+        "fallback_ttl_s",
+        "longer than poller_interval_s (else the fallback expires between polls)",
+    )
+    _check(128 <= c.loader_memory_mb <= 10_240, "loader_memory_mb", "128 to 10240")
+    _check(
+        2 <= c.loader_max_concurrency <= 1000,
+        "loader_max_concurrency",
+        "2 to 1000 (the SQS event source's range)",
+    )
     _check(1 <= c.cache_max_data_gb <= 5000, "cache_max_data_gb", "1 to 5000")
     _check(
         1000 <= c.cache_max_ecpu_per_second <= 15_000_000,
@@ -283,6 +315,8 @@ _COUNT_THRESHOLDS: Final = (
     "http_5xx_count",
     "max_ingest_put_failures_per_5min",
     "ingest_gap_count",
+    "poller_errors_per_5min",
+    "loader_rejected_count",
 )
 
 
@@ -322,6 +356,16 @@ def _validate_alarms(c: EnvConfig) -> None:
         0 < a.max_ingest_lag_p99_ms < a.max_feature_age_ms,
         "alarms.max_ingest_lag_p99_ms",
         "positive and below max_feature_age_ms (later events make stale features anyway)",
+    )
+    _check(
+        a.max_price_divergence_bps > 0,
+        "alarms.max_price_divergence_bps",
+        "positive (basis points)",
+    )
+    _check(
+        a.poller_errors_per_5min <= 300 / c.poller_interval_s,
+        "alarms.poller_errors_per_5min",
+        f"at most the {300 / c.poller_interval_s:g} polls made in 5 minutes",
     )
     for name in _COUNT_THRESHOLDS:
         _check(getattr(a, name) >= 1, f"alarms.{name}", "at least 1")

@@ -17,6 +17,7 @@ from constructs import Construct
 
 from stacks.alarms import RUNBOOK
 from stacks.config import INFERENCE_MAX_FEATURE_AGE_MS, AlarmThresholds, EnvConfig
+from stacks.dashboard_fallback import loader_row, poller_row
 from stacks.dashboard_services import (
     apis_row,
     database_row,
@@ -100,6 +101,8 @@ def build_dashboard(
         ("Ticks, model and history", _upkeep(signals)),
         ("Ingestor: Binance to the stream (Fargate)", _ingestor(signals, t)),
         ("Aggregator: stream to features", _aggregator(signals, t)),
+        ("Fallback poller: Binance REST to Redis, every minute", poller_row(signals, t)),
+        ("History loader: S3 Avro to PostgreSQL (via SQS)", loader_row(signals)),
         ("Lambda functions", functions_row(signals)),
         ("Kinesis stream", stream_row(signals)),
         ("Redis (ElastiCache Serverless)", redis_row(signals, config)),
@@ -117,9 +120,10 @@ def _header(config: EnvConfig) -> cw.TextWidget:
         f"## btcpred {config.name}: is the predictor publishing, and is it any good?\n"
         f"A prediction for {symbols} every {config.prediction_interval_s:g} s. Read top-down: "
         "predictions going out and their latency, fallbacks, online accuracy against the "
-        "random walk, then the pipeline under them (ingestor, aggregator, stream, Redis, "
-        "database, functions) and the client APIs. Application series are the EMF metrics "
-        "(namespace `btcpred`, dimension `service`), summed over symbols.\n\n"
+        "random walk, then the pipeline under them (ingestor, aggregator, fallback poller, "
+        "history loader, stream, Redis, database, functions) and the client APIs. Application "
+        "series are the EMF metrics (namespace `btcpred`, dimension `service`), summed over "
+        "symbols.\n\n"
         f"Every alarm pages the `{config.prefix}-alarms` topic; what each one means and what to "
         f"do first: **{RUNBOOK}** (in the repository)."
     )

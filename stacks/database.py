@@ -1,7 +1,7 @@
 """The history database: RDS PostgreSQL, encrypted, private, TLS enforced, a generated secret
 with rotation, backups per environment.
 
-Nothing writes to it yet: the history loader (issue 14) will, through :meth:`allow_from`.
+The history loader (issue 14) writes to it; it is let in through :meth:`allow_from`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from stacks.common import data_removal_policy, log_retention
 from stacks.config import EnvConfig
 from stacks.network import Network
 
-__all__ = ["HistoryDatabase"]
+__all__ = ["DATABASE_NAME", "HistoryDatabase"]
 
 _LOG_EXPORTS = ("postgresql", "upgrade")
+DATABASE_NAME = "btcpred"
+"""The database the instance creates (the loader's ``DATABASE_NAME``)."""
 ENGINE = rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9)
 
 
@@ -67,7 +69,7 @@ class HistoryDatabase(Construct):
             credentials=rds.Credentials.from_generated_secret(
                 "btcpred", secret_name=f"{config.prefix}/postgres-admin"
             ),
-            database_name="btcpred",
+            database_name=DATABASE_NAME,
             parameter_group=parameters,
             storage_encrypted=True,
             allocated_storage=config.db_allocated_storage_gb,
@@ -96,5 +98,6 @@ class HistoryDatabase(Construct):
         )
 
     def allow_from(self, peer: ec2.ISecurityGroup) -> None:
-        """Let ``peer`` reach PostgreSQL."""
+        """Let ``peer`` reach PostgreSQL: ingress on the database's group and, for a group
+        without all outbound, the matching egress on ``peer`` (both on the instance's port)."""
         self.instance.connections.allow_default_port_from(peer, "btcpred history functions")

@@ -1,5 +1,6 @@
 """The Lambda functions: arm64, Python 3.12, code from ``lambdas/``, dependencies from the layers
-``layers/`` builds, each with its own role, log group and security group.
+``layers/`` builds, each with its own role and log group; the functions that use the feature
+store share one security group, the loader (which does not) has its own.
 
 Every function's settings reach it as environment variables that its settings object parses
 (tests/infra checks each name against what the settings read); secrets are passed only as ARNs
@@ -25,9 +26,21 @@ from stacks.common import log_retention
 from stacks.config import EnvConfig
 from stacks.network import Network
 
-__all__ = ["ENI_STATEMENT", "LAMBDAS_DIR", "FunctionSpec", "Functions", "function_specs"]
+__all__ = [
+    "ENI_STATEMENT",
+    "LAMBDAS_DIR",
+    "LOADER_TIMEOUT_S",
+    "POLLER_TIMEOUT_S",
+    "FunctionSpec",
+    "Functions",
+    "function_specs",
+]
 
 LAMBDAS_DIR: Final = Path(__file__).resolve().parent.parent / "lambdas"
+POLLER_TIMEOUT_S: Final = 60
+"""The poller's timeout: one schedule period; it stops polling POLLER_STOP_MARGIN_MS before."""
+LOADER_TIMEOUT_S: Final = 300
+"""The loader's timeout: a day of aggregated trades per object batch is well within it."""
 
 
 # What Lambda needs to attach a function to the VPC (AWSLambdaVPCAccessExecutionRole's actions,
@@ -55,10 +68,13 @@ class FunctionSpec:
     memory_mb: int
     timeout_s: int
     reserved_concurrency: int | None = None
+    feature_store: bool = True
+    """Reads or writes Redis: the shared security group, the cache's credentials and the REDIS_*
+    variables. Otherwise the function gets its own egress-only group (HTTPS) and none of them."""
 
 
 def function_specs(config: EnvConfig) -> dict[str, FunctionSpec]:
-    """The four functions, sized by the environment's row where it sizes them."""
+    """The six functions, sized by the environment's row where it sizes them."""
     return {
         "aggregator": FunctionSpec(
             "aggregator",
@@ -77,6 +93,20 @@ def function_specs(config: EnvConfig) -> dict[str, FunctionSpec]:
         "websocket": FunctionSpec(
             "websocket", "WebSocket API: $connect, $disconnect, $default", 256, 10
         ),
+        "poller": FunctionSpec(
+            "poller",
+            "Every minute: Binance REST every few seconds -> fallback features in Redis",
+            config.poller_memory_mb,
+            POLLER_TIMEOUT_S,
+            reserved_concurrency=2,  # the one running and the one starting
+        ),
+        "loader": FunctionSpec(
+            "loader",
+            "Raw market history (S3 Avro, via SQS) -> PostgreSQL",
+            config.loader_memory_mb,
+            LOADER_TIMEOUT_S,
+            feature_store=False,
+        ),
     }
 
 
@@ -86,10 +116,13 @@ class Functions(Construct):
     Attributes
     ----------
     functions
-        ``aggregator``, ``inference``, ``api``, ``websocket``.
+        ``aggregator``, ``inference``, ``api``, ``websocket``, ``poller``, ``loader``.
     security_group
-        The functions' shared egress-only group: HTTPS anywhere (Binance through NAT, AWS
-        APIs) and the cache's ports; nothing may connect to it.
+        The feature-store functions' shared egress-only group: HTTPS anywhere (Binance through
+        NAT, AWS APIs) and the cache's ports; nothing may connect to it.
+    own_security_groups
+        The groups of the functions that do not use the feature store (``loader``), by name:
+        HTTPS out only until the stack adds what the function reaches (the database).
     """
 
     def __init__(
@@ -119,11 +152,27 @@ class Functions(Construct):
             )
         cache.allow_from(self.security_group)
         self._layers = self._build_layers()
-        self.functions: dict[str, lambda_.Function] = {
-            name: self._function(spec) for name, spec in function_specs(config).items()
+        specs = function_specs(config)
+        self.own_security_groups: dict[str, ec2.SecurityGroup] = {
+            name: self._own_security_group(name) for name, s in specs.items() if not s.feature_store
         }
-        for fn in self.functions.values():
-            cache.credentials.grant_read(fn)
+        self.functions: dict[str, lambda_.Function] = {
+            name: self._function(spec) for name, spec in specs.items()
+        }
+        for name, fn in self.functions.items():
+            if specs[name].feature_store:
+                cache.credentials.grant_read(fn)
+
+    def _own_security_group(self, name: str) -> ec2.SecurityGroup:
+        group = ec2.SecurityGroup(
+            self,
+            f"{name}-sg",
+            vpc=self._network.vpc,
+            description=f"btcpred {name}: HTTPS out (S3, Secrets Manager), nothing in",
+            allow_all_outbound=False,
+        )
+        group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs over HTTPS")
+        return group
 
     def _build_layers(self) -> dict[str, lambda_.LayerVersion]:
         names = sorted({n for layers in FUNCTION_LAYERS.values() for n in layers})
@@ -180,13 +229,17 @@ class Functions(Construct):
             log_group=log_group,
             vpc=self._network.vpc,
             vpc_subnets=self._network.app_subnets,
-            security_groups=[self.security_group],
-            environment=self.redis_environment(),
+            security_groups=[self.own_security_groups.get(spec.name, self.security_group)],
+            environment=self.redis_environment() if spec.feature_store else self.base_environment(),
             reserved_concurrent_executions=spec.reserved_concurrency,
         )
 
+    def base_environment(self) -> dict[str, str]:
+        """What every function gets."""
+        return {"POWERTOOLS_LOG_LEVEL": self._config.log_level}
+
     def redis_environment(self) -> dict[str, str]:
-        """What every function needs to reach the feature store (no secret values)."""
+        """What every feature-store function needs to reach the store (no secret values)."""
         return {
             "SYMBOLS": ",".join(self._config.symbols),
             "REDIS_HOST": self._cache.host,
@@ -194,7 +247,7 @@ class Functions(Construct):
             "REDIS_TLS": "true",
             "REDIS_CLUSTER": "true",
             "REDIS_AUTH_SECRET_ARN": self._cache.credentials.secret_arn,
-            "POWERTOOLS_LOG_LEVEL": self._config.log_level,
+            **self.base_environment(),
         }
 
     def allow_posting(self, fn: lambda_.Function, api_id: str, stage: str) -> None:

@@ -14,7 +14,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from stacks.apis import WEBSOCKET_STAGE
-from stacks.storage import HISTORY_PREFIX, MODEL_PREFIX
+from stacks.storage import HISTORY_PREFIX, MARKET_PREFIX, MODEL_PREFIX
 
 if TYPE_CHECKING:
     from stacks.btcpred_stack import BtcpredStack
@@ -68,6 +68,15 @@ def _functions(stack: BtcpredStack) -> None:
         inference,
         f"AwsSolutions-IAM5[Resource::{_ref(stack, b.predictions.bucket_arn)}/{HISTORY_PREFIX}/*]",
         "write-only (s3:PutObject) under predictions/: object names carry the hour and writer",
+    )
+    loader = fns["loader"].role
+    if loader is None:
+        raise RuntimeError("the functions have their own roles")
+    _ack(
+        loader,
+        f"AwsSolutions-IAM5[Resource::{_ref(stack, b.raw_history.bucket_arn)}/{MARKET_PREFIX}/*]",
+        "read-only (s3:GetObject) under market/ of the raw-history bucket: each notification "
+        "names a new object (symbol, data type and date in its key), known only at run time",
     )
     api = _ref(stack, stack.apis.websocket_api.api_id)
     stage = f"{api}/{WEBSOCKET_STAGE}"
@@ -167,6 +176,25 @@ def _ingestor(stack: BtcpredStack) -> None:
     )
 
 
+# CDK's singleton that applies the bucket's notification configuration (docs/decisions.md 95).
+_NOTIFICATIONS_HANDLER = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
+
+
+def _notifications(stack: BtcpredStack) -> None:
+    handler = stack.node.try_find_child(_NOTIFICATIONS_HANDLER)
+    if handler is None:
+        raise RuntimeError("the raw-history bucket's notification has no CDK handler")
+    _ack(
+        handler.node.find_child("Role"),
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        "AWSLambdaBasicExecutionRole]",
+        "CDK's BucketNotificationsHandler custom resource (applies the raw-history bucket's "
+        "notification to the loader's queue at deploy time): CDK attaches the managed policy "
+        "for its own logs; its only other permission is s3:PutBucketNotification on that one "
+        "bucket, and nothing but CloudFormation invokes it (docs/decisions.md 95)",
+    )
+
+
 def attach_checks(app: App, stack: BtcpredStack) -> None:
     """Run AwsSolutionsChecks on ``app``; acknowledge the reviewed findings of ``stack``."""
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
@@ -174,3 +202,4 @@ def attach_checks(app: App, stack: BtcpredStack) -> None:
     _apis(stack)
     _data(stack)
     _ingestor(stack)
+    _notifications(stack)

@@ -1,12 +1,13 @@
 """Every metric the dashboard and the alarms read, named once.
 
 Application metrics are CloudWatch EMF output: namespace ``btcpred`` and exactly one dimension,
-``service`` (``inference`` or ``aggregator``, the functions' Powertools ``Metrics``, or
-``ingestor``, the Fargate task's stdout every 10 s); no metric carries a ``symbol`` dimension,
-so every application series sums or aggregates over the symbols. The names are those
-``btcpred.inference.tickmetrics``, ``btcpred.inference.service`` and
+``service`` (``inference``, ``aggregator``, ``poller`` or ``loader``, the functions' Powertools
+``Metrics``, or ``ingestor``, the Fargate task's stdout every 10 s); no metric carries a
+``symbol`` dimension, so every application series sums or aggregates over the symbols. The names
+are those ``btcpred.inference.tickmetrics``, ``btcpred.inference.service`` and
 ``lambdas/aggregator/handler.py`` emit (docs/inference.md, docs/aggregator.md), and the
-ingestor's contract (:data:`INGESTOR_METRICS`).
+tables of the ingestor (:data:`INGESTOR_METRICS`), the poller (:data:`POLLER_METRICS`) and the
+loader (:data:`LOADER_METRICS`), which their code emits from.
 
 AWS metrics use each service's own dimensions: ``FunctionName`` (Lambda), ``StreamName``
 (Kinesis), ``QueueName`` (SQS), ``DBInstanceIdentifier`` (RDS), ``clusterId`` (ElastiCache
@@ -29,7 +30,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_sqs as sqs
 
+from btcpred.history.metrics import SERVICE as LOADER_SERVICE
+from btcpred.history.metrics import UNITS as LOADER_UNITS
 from btcpred.ingest.metrics import UNITS as INGESTOR_UNITS
+from btcpred.poller.metrics import SERVICE as POLLER_SERVICE
+from btcpred.poller.metrics import UNITS as POLLER_UNITS
 
 __all__ = [
     "AGGREGATOR",
@@ -37,8 +42,12 @@ __all__ = [
     "INFERENCE",
     "INGESTOR",
     "INGESTOR_METRICS",
+    "LOADER",
+    "LOADER_METRICS",
     "MINUTE",
     "NAMESPACE",
+    "POLLER",
+    "POLLER_METRICS",
     "MonitoredResources",
     "Signals",
 ]
@@ -57,7 +66,18 @@ INGESTOR_METRICS: Final[Mapping[str, str]] = INGESTOR_UNITS
 ingestor resent, ``PutErrors`` whole calls that raised, ``GapEvents`` the ids inside gap ranges,
 ``BufferFillPercent`` the fill when the interval's line is written, ``ExchangeLagMs`` the
 interval's worst exchange event time → put acknowledgement."""
-FUNCTION_KEYS: Final = ("aggregator", "inference", "api", "websocket")
+POLLER: Final = POLLER_SERVICE
+"""The ``service`` dimension of the poller's metrics."""
+POLLER_METRICS: Final[Mapping[str, str]] = POLLER_UNITS
+"""What the poller emits (name: unit), its own table (:data:`btcpred.poller.metrics.UNITS`):
+``PriceDivergenceBps`` only while stream features exist, ``PollerRateLimited`` for a poll refused
+or held back by Binance's ``Retry-After``."""
+LOADER: Final = LOADER_SERVICE
+"""The ``service`` dimension of the loader's metrics."""
+LOADER_METRICS: Final[Mapping[str, str]] = LOADER_UNITS
+"""What the loader emits (name: unit), its own table (:data:`btcpred.history.metrics.UNITS`):
+``LoaderSkipped`` objects already loaded (a redelivery), ``LoaderRejected`` malformed ones."""
+FUNCTION_KEYS: Final = ("aggregator", "inference", "api", "websocket", "poller", "loader")
 """The functions the monitoring expects, by the keys of :attr:`MonitoredResources.functions`."""
 MINUTE: Final = Duration.minutes(1)
 
@@ -69,7 +89,7 @@ class MonitoredResources:
     Attributes
     ----------
     functions
-        The four functions, keyed ``aggregator``, ``inference``, ``api`` and ``websocket``.
+        The six functions, keyed as :data:`FUNCTION_KEYS`.
     stream
         The Kinesis stream the ingestor writes and the aggregator reads.
     dlq
@@ -84,6 +104,9 @@ class MonitoredResources:
         The HTTP API and its stage (``$default``).
     ingestor_cluster_name, ingestor_service_name
         The ingestor's ECS cluster and service (Container Insights' dimensions).
+    loader_queue, loader_dlq
+        The queue the raw-history bucket notifies and the loader reads, and its dead-letter
+        queue.
     """
 
     functions: Mapping[str, lambda_.IFunction]
@@ -97,6 +120,8 @@ class MonitoredResources:
     http_stage: str
     ingestor_cluster_name: str
     ingestor_service_name: str
+    loader_queue: sqs.IQueue
+    loader_dlq: sqs.IQueue
 
     def __post_init__(self) -> None:
         if set(self.functions) != set(FUNCTION_KEYS):
@@ -140,6 +165,36 @@ class Signals:
         if name not in INGESTOR_METRICS:
             raise ValueError(f"{name}: the ingestor emits no such metric")
         return _emf(INGESTOR, name, statistic, period, label)
+
+    def poller(
+        self, name: str, statistic: str = "Sum", period: Duration = MINUTE, label: str | None = None
+    ) -> cw.Metric:
+        """A metric the poller emits (EMF, ``service=poller``; one of :data:`POLLER_METRICS`)."""
+        if name not in POLLER_METRICS:
+            raise ValueError(f"{name}: the poller emits no such metric")
+        return _emf(POLLER, name, statistic, period, label)
+
+    def loader(
+        self, name: str, statistic: str = "Sum", period: Duration = MINUTE, label: str | None = None
+    ) -> cw.Metric:
+        """A metric the loader emits (EMF, ``service=loader``; one of :data:`LOADER_METRICS`)."""
+        if name not in LOADER_METRICS:
+            raise ValueError(f"{name}: the loader emits no such metric")
+        return _emf(LOADER, name, statistic, period, label)
+
+    def loader_queue(
+        self,
+        name: str,
+        statistic: str = "Maximum",
+        period: Duration = MINUTE,
+        label: str | None = None,
+        *,
+        dead_letters: bool = False,
+    ) -> cw.Metric:
+        """An ``AWS/SQS`` metric of the loader's queue, or with ``dead_letters`` of its DLQ."""
+        r = self.resources
+        queue = r.loader_dlq if dead_letters else r.loader_queue
+        return queue.metric(name, statistic=statistic, period=period, label=label)
 
     def ingestor_tasks(
         self,
@@ -202,7 +257,7 @@ class Signals:
         period: Duration = MINUTE,
         label: str | None = None,
     ) -> cw.Metric:
-        """An ``AWS/SQS`` metric of the dead-letter queue (``QueueName``)."""
+        """An ``AWS/SQS`` metric of the aggregator's dead-letter queue (``QueueName``)."""
         return self.resources.dlq.metric(name, statistic=statistic, period=period, label=label)
 
     def cache(

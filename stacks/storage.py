@@ -15,12 +15,15 @@ from constructs import Construct
 from stacks.common import data_removal_policy
 from stacks.config import EnvConfig
 
-__all__ = ["HISTORY_PREFIX", "MODEL_PREFIX", "Buckets"]
+__all__ = ["HISTORY_PREFIX", "MARKET_PREFIX", "MODEL_PREFIX", "Buckets"]
 
 MODEL_PREFIX = "models"
 """Where the registry lives in the model bucket (``MODEL_PATH=s3://bucket/models``)."""
 HISTORY_PREFIX = "predictions"
 """Where the prediction history goes in its bucket."""
+MARKET_PREFIX = "market"
+"""Where the raw market history (Avro klines and aggregated trades) lives in the raw-history
+bucket: ``market/symbol=S/data_type=T/date=D/....avro``; what the loader reads and is told of."""
 
 
 class Buckets(Construct):

@@ -1,7 +1,7 @@
 """A small test stack holding the monitoring construct, and readers of what it synthesizes.
 
 The stand-in resources are real constructs: functions with inline code, a Kinesis stream, an
-SQS queue and a PostgreSQL instance in a small VPC. Their own cdk-nag findings (not the
+SQS queues and a PostgreSQL instance in a small VPC. Their own cdk-nag findings (not the
 monitoring's) can be acknowledged on them, and only on them.
 """
 
@@ -25,7 +25,7 @@ from stacks.monitoring import MonitoredResources, Monitoring
 CONFIG = ENVIRONMENTS["dev"]
 ACCOUNT, REGION = "123456789012", "ap-northeast-1"
 CACHE = "btcpred-dev-cache"
-FUNCTIONS = ("aggregator", "inference", "api", "websocket")
+FUNCTIONS = ("aggregator", "inference", "api", "websocket", "poller", "loader")
 WEBSOCKET = {"ApiId": "wsapi123", "Stage": "live"}
 HTTP = {"ApiId": "httpapi123", "Stage": "$default"}
 INGESTOR = {"ClusterName": "btcpred-dev", "ServiceName": "btcpred-dev-ingestor"}
@@ -69,6 +69,7 @@ def build(*, acknowledge: bool = False) -> tuple[cdk.App, cdk.Stack, Monitoring]
         vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
         storage_encrypted=True,
     )
+    loader_dlq = sqs.Queue(stack, "Dlq-loader", enforce_ssl=True)
     resources = MonitoredResources(
         functions=functions,
         stream=kinesis.Stream(stack, "Stream", encryption=kinesis.StreamEncryption.MANAGED),
@@ -81,6 +82,13 @@ def build(*, acknowledge: bool = False) -> tuple[cdk.App, cdk.Stack, Monitoring]
         http_stage=HTTP["Stage"],
         ingestor_cluster_name=INGESTOR["ClusterName"],
         ingestor_service_name=INGESTOR["ServiceName"],
+        loader_queue=sqs.Queue(
+            stack,
+            "LoaderQueue",
+            enforce_ssl=True,
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=loader_dlq),
+        ),
+        loader_dlq=loader_dlq,
     )
     monitoring = Monitoring(stack, "Monitoring", config=CONFIG, resources=resources)
     if acknowledge:

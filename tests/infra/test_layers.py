@@ -42,6 +42,20 @@ pytestmark = pytest.mark.layers
 
 BUDGET = 150 * MB  # Lambda's own limit is 250 MB unzipped, code and layers together
 SERVING_STACK = {"numpy", "numpy.libs", "onnxruntime", "fastavro"}
+HISTORY_STACK = {"psycopg2", "psycopg2_binary.libs", "fastavro"}
+# What each function's layers must provide, imported in the probe after the handler (the issue-14
+# handlers are placeholders until they merge, so their layers are checked by these imports).
+LAYER_IMPORTS = {
+    "loader": (
+        "btcpred",
+        "redis",
+        "aws_lambda_powertools",
+        "psycopg2",
+        "psycopg2.extras",
+        "fastavro",
+    ),
+}
+DEFAULT_IMPORTS = ("btcpred", "redis", "aws_lambda_powertools")
 LAMBDA_312 = {  # PEP 508 environment of the Lambda arm64 Python 3.12 runtime
     "python_version": "3.12",
     "python_full_version": "3.12.0",
@@ -78,10 +92,12 @@ def test_light_functions_carry_no_serving_stack(aarch64_layers: Built) -> None:
             *(top_level_names(p) for p in _python_dirs(function, aarch64_layers.root))
         )
 
-    for function in ("api", "websocket", "aggregator"):
-        assert names(function) & SERVING_STACK == set(), function
+    for function in ("api", "websocket", "aggregator", "poller"):
+        assert names(function) & (SERVING_STACK | HISTORY_STACK) == set(), function
         assert {"btcpred", "msgspec", "orjson", "redis", "aws_lambda_powertools"} <= names(function)
     assert names("inference") >= SERVING_STACK  # the counter-check
+    assert names("loader") >= HISTORY_STACK | {"btcpred", "aws_lambda_powertools"}
+    assert names("loader") & {"numpy", "numpy.libs", "onnxruntime"} == set()
 
 
 def test_no_layer_ships_the_runtime_sdk(aarch64_layers: Built) -> None:
@@ -178,6 +194,9 @@ def test_the_layers_are_trimmed_and_keep_their_licences(aarch64_layers: Built) -
     assert (inference / "onnxruntime" / "ThirdPartyNotices.txt").is_file()
     for dist in ("numpy-2.4.6", "fastavro-1.13.1"):
         assert any((inference / f"{dist}.dist-info" / "licenses").iterdir())
+    history = layer_path("history", aarch64_layers.root) / "python"
+    for dist in ("psycopg2_binary-2.9.11", "fastavro-1.13.1"):
+        assert (history / f"{dist}.dist-info" / "licenses" / "LICENSE").is_file(), dist
     core = layer_path("core", aarch64_layers.root) / "python"
     for dist in ("msgspec", "orjson", "redis", "aws_lambda_powertools", "jmespath"):
         (dist_info,) = core.glob(f"{dist}-*.dist-info")
@@ -203,7 +222,10 @@ import json, sys
 config = json.loads(sys.argv[1])
 stdlib = list(sys.path)
 sys.path[:] = config["path"] + stdlib
+import importlib
 import handler
+for name in config.get("imports", []):
+    importlib.import_module(name)
 out = {"stdlib": stdlib}
 if config.get("model"):
     from btcpred.features import FeatureEngine
@@ -227,7 +249,7 @@ print(json.dumps(out))
 """
 
 
-def _probe(function: str, root: Path, runtime: Path, **extra: str) -> dict[str, Any]:
+def _probe(function: str, root: Path, runtime: Path, **extra: Any) -> dict[str, Any]:
     code = REPO_ROOT / "lambdas" / function
     path = [str(code), *map(str, _python_dirs(function, root, "x86_64")), str(runtime)]
     config = json.dumps({"path": path, **extra})
@@ -255,7 +277,8 @@ def _probe(function: str, root: Path, runtime: Path, **extra: str) -> dict[str, 
 def test_each_handler_imports_from_its_own_layers_alone(
     function: str, x86_64_layers: Built, runtime_packages: Path
 ) -> None:
-    result = _probe(function, x86_64_layers.root, runtime_packages)
+    imports = LAYER_IMPORTS.get(function, DEFAULT_IMPORTS)
+    result = _probe(function, x86_64_layers.root, runtime_packages, imports=list(imports))
 
     files: dict[str, str] = result["files"]
     assert files["handler"] == str(REPO_ROOT / "lambdas" / function / "handler.py")
@@ -263,6 +286,10 @@ def test_each_handler_imports_from_its_own_layers_alone(
     assert files["btcpred"].startswith(str(layer_of["btcpred"]))
     assert files["redis"].startswith(str(layer_of["core"]))
     assert ("numpy" in files) == (function == "inference")
+    assert ("psycopg2" in files) == (function == "loader")
+    if function == "loader":
+        assert files["psycopg2._psycopg"].startswith(str(layer_of["history"]))  # libpq bundled
+        assert files["fastavro"].startswith(str(layer_of["history"]))
 
 
 def test_inference_runs_the_shipped_model_from_its_layers(
@@ -392,3 +419,5 @@ def test_layer_path_and_the_function_table() -> None:
     assert set(FUNCTION_LAYERS) == {p.name for p in (REPO_ROOT / "lambdas").iterdir() if p.is_dir()}
     assert all(set(names) <= set(LAYERS) for names in FUNCTION_LAYERS.values())
     assert FUNCTION_LAYERS["inference"] == ("core", "inference", "btcpred")
+    assert FUNCTION_LAYERS["poller"] == ("core", "btcpred")  # light: no serving stack
+    assert FUNCTION_LAYERS["loader"] == ("core", "history", "btcpred")

@@ -3,6 +3,7 @@ test stack (tests/infra/monitoring_stack.py), and cdk-nag's AwsSolutions checks 
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -49,7 +50,7 @@ def test_every_alarm_notifies_the_topic_on_alarm_and_on_ok(
     topic_id, _ = one(template, "AWS::SNS::Topic")
     found = alarms(template)
     assert set(found) == set(monitoring.alarms)
-    assert len(found) == 19 + 2 * len(FUNCTIONS)
+    assert len(found) == 24 + 2 * len(FUNCTIONS)
     for name, alarm in found.items():
         assert alarm["AlarmActions"] == [{"Ref": topic_id}], name
         assert alarm["OKActions"] == [{"Ref": topic_id}], name
@@ -64,6 +65,7 @@ def test_missing_data_is_chosen_per_alarm(template: Template) -> None:
     assert missing["stream-silent"] == "breaching"
     assert missing["ingestor-no-frames"] == "breaching"
     assert missing["ingestor-no-tasks"] == "breaching"
+    assert missing["poller-silent"] == "breaching"
     # nothing to judge by: keep the state (the stall alarm pages for the silence)
     for name in (
         "stale-features",
@@ -73,6 +75,7 @@ def test_missing_data_is_chosen_per_alarm(template: Template) -> None:
         "aggregator-iterator-age",
         "db-free-storage-low",
         "ingestor-lag",
+        "price-divergence",  # only emitted while stream features exist
     ):
         assert missing[name] == "missing", name
     # counts of bad events: no data, nothing bad
@@ -86,6 +89,11 @@ def test_missing_data_is_chosen_per_alarm(template: Template) -> None:
         "lambda-throttles-aggregator",
         "ingestor-put-failures",
         "ingestor-gaps",
+        "poller-errors",
+        "loader-rejected",
+        "loader-dlq-not-empty",
+        "lambda-errors-loader",
+        "lambda-errors-poller",
     ):
         assert missing[name] == "notBreaching", name
 
@@ -266,6 +274,108 @@ def test_the_dashboard_shows_the_key_metrics_with_titles_and_units(template: Tem
     assert "model / naive" in expressions
 
 
+# --- the poller and the loader (issue 14) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "metric", "service", "statistic", "period", "periods", "threshold", "operator"),
+    [
+        (
+            "price-divergence",
+            "PriceDivergenceBps",
+            "poller",
+            "Maximum",
+            60,
+            3,
+            50.0,
+            "GreaterThanThreshold",
+        ),
+        (
+            "poller-errors",
+            "PollerErrors",
+            "poller",
+            "Sum",
+            300,
+            1,
+            CONFIG.alarms.poller_errors_per_5min,
+            "GreaterThanOrEqualToThreshold",
+        ),
+        ("poller-silent", "PollerPolls", "poller", "Sum", 300, 1, 1, "LessThanThreshold"),
+        (
+            "loader-rejected",
+            "LoaderRejected",
+            "loader",
+            "Sum",
+            300,
+            1,
+            1,
+            "GreaterThanOrEqualToThreshold",
+        ),
+    ],
+)
+def test_the_poller_and_loader_alarms_read_their_services_metrics(
+    template: Template,
+    name: str,
+    metric: str,
+    service: str,
+    statistic: str,
+    period: int,
+    periods: int,
+    threshold: float,
+    operator: str,
+) -> None:
+    alarm = alarms(template)[name]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("btcpred", metric)
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": service}]
+    assert (alarm["Statistic"], alarm["Period"]) == (statistic, period)
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == periods
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (threshold, operator)
+
+
+def test_the_loader_dlq_alarm_watches_the_loaders_dead_letter_queue(
+    built: tuple[Template, Monitoring, cdk.Stack],
+) -> None:
+    template, _, stack = built
+    alarm = alarms(template)["loader-dlq-not-empty"]
+    dlq = stack.resolve(stack.node.find_child("Dlq-loader").node.default_child.logical_id)  # type: ignore[union-attr]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+    )
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}
+    ]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    errors = alarms(template)["lambda-errors-loader"]
+    ((namespace, metric, _),) = alarm_metrics(errors)
+    assert (namespace, metric, errors["Threshold"]) == ("AWS/Lambda", "Errors", 1)
+    assert errors["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"  # errors > 0
+
+
+def test_the_dashboard_has_a_poller_row_and_a_loader_row(template: Template) -> None:
+    body = dashboard(template)
+    titles = [w["properties"].get("markdown", "") for w in body["widgets"] if w["type"] == "text"]
+    assert any(t.startswith("### Fallback poller") for t in titles)
+    assert any(t.startswith("### History loader") for t in titles)
+    shown = {(n, d.get("service")) for ns, n, d in dashboard_metrics(body) if ns == "btcpred"}
+    for name in (
+        "PollerPolls",
+        "PollerErrors",
+        "PollerRateLimited",
+        "PriceDivergenceBps",
+        "StreamFeatureAgeMs",
+    ):
+        assert (name, "poller") in shown, name
+    for name in ("LoaderObjects", "LoaderRows", "LoaderRejected", "LoaderDurationMs"):
+        assert (name, "loader") in shown, name
+    queues = {
+        json.dumps(d)
+        for ns, n, d in dashboard_metrics(body)
+        if ns == "AWS/SQS" and n == "ApproximateNumberOfMessagesVisible"
+    }
+    assert len(queues) == 3, "the aggregator's DLQ, the loader's queue and its DLQ"
+
+
 # --- cdk-nag ----------------------------------------------------------------------------------
 
 
@@ -285,7 +395,7 @@ def test_cdk_nag_really_runs_on_the_testbuild() -> None:
 # --- the interface ----------------------------------------------------------------------------
 
 
-def test_resources_must_name_exactly_the_four_functions(
+def test_resources_must_name_exactly_the_six_functions(
     built: tuple[Template, Monitoring, cdk.Stack],
 ) -> None:
     _, _, stack = built
@@ -303,6 +413,8 @@ def test_resources_must_name_exactly_the_four_functions(
             http_stage="$default",
             ingestor_cluster_name="c",
             ingestor_service_name="s",
+            loader_queue=fn,
+            loader_dlq=fn,
         )
 
 

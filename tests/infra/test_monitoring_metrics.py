@@ -24,7 +24,7 @@ from aws_cdk.assertions import Template
 from btcpred.aggregator import BatchResult
 from btcpred.inference.accuracy import confidence_band
 from btcpred.inference.aws import EmfMetrics
-from stacks.signals import INGESTOR_METRICS
+from stacks.signals import INGESTOR_METRICS, LOADER_METRICS, POLLER_METRICS
 from tests.infra.monitoring_stack import (
     CACHE,
     FUNCTIONS,
@@ -68,6 +68,26 @@ def _ingestor_emits() -> dict[str, str]:
 # What `btcpred ingest` emits every 10 s (namespace btcpred, dimension service=ingestor), read
 # from the code by running its metrics emitter.
 INGESTOR_CONTRACT = _ingestor_emits()
+
+
+# The issue-14 contract (the lead's CONTRACT14.md, written before either handler): what the
+# poller and the loader emit (namespace btcpred, dimension service=poller / service=loader).
+POLLER_CONTRACT = {
+    "PollerPolls": "Count",
+    "PollerErrors": "Count",
+    "PollerRateLimited": "Count",
+    "PollerFallbackWrites": "Count",
+    "PriceDivergenceBps": "None",
+    "StreamFeatureAgeMs": "Milliseconds",
+    "PollerRestLatencyMs": "Milliseconds",
+}
+LOADER_CONTRACT = {
+    "LoaderObjects": "Count",
+    "LoaderRows": "Count",
+    "LoaderSkipped": "Count",
+    "LoaderRejected": "Count",
+    "LoaderDurationMs": "Milliseconds",
+}
 
 
 def inference_names() -> tuple[set[str], list[re.Pattern[str]]]:
@@ -166,6 +186,8 @@ def test_application_metrics_are_emitted_under_their_service(built: tuple[Templa
         "inference": inference_names()[0],
         "aggregator": aggregator_names(),
         "ingestor": set(INGESTOR_CONTRACT),
+        "poller": set(POLLER_CONTRACT),
+        "loader": set(LOADER_CONTRACT),
     }
     (pattern,) = inference_names()[1]
     bands = {confidence_band(c).capitalize() for c in (0.1, 0.5, 0.9)}
@@ -178,13 +200,19 @@ def test_application_metrics_are_emitted_under_their_service(built: tuple[Templa
         assert name in emitted[service] or (banded and banded.group(1) in bands), (
             f"{name} is not emitted by {service}"
         )
-    assert {d["service"] for _, d in application} == {"inference", "aggregator", "ingestor"}
-    shown = {n for n, d in application if d["service"] == "ingestor"}
-    assert shown == set(INGESTOR_CONTRACT), "every ingestor metric is graphed or alarmed on"
+    assert {d["service"] for _, d in application} == set(emitted)
+    for service in ("ingestor", "poller", "loader"):
+        shown = {n for n, d in application if d["service"] == service}
+        assert shown == emitted[service], f"every {service} metric is graphed or alarmed on"
 
 
 def test_the_monitorings_ingestor_table_is_the_contract() -> None:
     assert dict(INGESTOR_METRICS) == INGESTOR_CONTRACT
+
+
+def test_the_poller_and_loader_tables_are_the_issue_14_contract() -> None:
+    assert dict(POLLER_METRICS) == POLLER_CONTRACT
+    assert dict(LOADER_METRICS) == LOADER_CONTRACT
 
 
 # Names from the AWS documentation for each service's CloudWatch metrics (ElastiCache: the
@@ -233,7 +261,10 @@ def test_aws_metrics_use_each_services_names_and_dimensions(built: tuple[Templat
         "AWS/ElastiCache": [{"clusterId": CACHE}],
         "AWS/ApiGateway": [WEBSOCKET, HTTP],
         "AWS/Kinesis": [{"StreamName": f"{{Ref:{logical_id(stack, 'Stream')}}}"}],
-        "AWS/SQS": [{"QueueName": f"{{Att:{logical_id(stack, 'Dlq')}.QueueName}}"}],
+        "AWS/SQS": [
+            {"QueueName": f"{{Att:{logical_id(stack, q)}.QueueName}}"}
+            for q in ("Dlq", "LoaderQueue", "Dlq-loader")
+        ],
         "AWS/RDS": [{"DBInstanceIdentifier": f"{{Ref:{logical_id(stack, 'Db')}}}"}],
         "ECS/ContainerInsights": [INGESTOR],
     }

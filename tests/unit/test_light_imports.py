@@ -47,7 +47,7 @@ def test_the_inference_function_does_load_the_serving_stack() -> None:
 def test_the_imports_bench_reports_every_function_with_its_heavy_packages() -> None:
     figures = {f.function: f for f in run_imports_bench(LAMBDAS, rounds=1)}
 
-    assert set(figures) == {"aggregator", "api", "inference", "poller", "websocket"}
+    assert set(figures) == {"aggregator", "api", "inference", "websocket", "poller", "loader"}
     assert figures["api"].heavy == []
     assert figures["poller"].heavy == []
     assert figures["websocket"].heavy == ["boto3"]  # it reads the token secret and replies
@@ -66,6 +66,6 @@ def test_bench_imports_prints_one_json_object_per_function(
     out = capsys.readouterr().out
     data = json.loads(out)
     assert code == 0
-    assert set(data) == {"aggregator", "api", "inference", "poller", "websocket"}
+    assert set(data) == {"aggregator", "api", "inference", "websocket", "poller", "loader"}
     assert data["api"]["heavy"] == []
     assert data["inference"]["import_ms_p50"] > 0
