@@ -189,9 +189,9 @@ LAYERS: Final[Mapping[str, Layer]] = MappingProxyType(
         ),
         "history": Layer(
             name="history",
-            description="psycopg2-binary (libpq bundled) and fastavro: the history loader's stack",
-            requirements=("psycopg2-binary", "fastavro"),
-            # neither declares a dependency: the list is complete
+            description="psycopg2-binary (libpq bundled) and polars: the history loader's stack",
+            requirements=("psycopg2-binary", "polars", "polars-runtime-32"),
+            # polars' one dependency is its runtime, listed; psycopg2-binary declares none
             resolve_dependencies=False,
         ),
         "btcpred": Layer(
@@ -213,7 +213,7 @@ FUNCTION_LAYERS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "inference": ("core", "inference", "btcpred"),
         # light: REST and Redis only, like the client functions (no numpy/onnxruntime/fastavro)
         "poller": ("core", "btcpred"),
-        # Powertools (core) for the SQS batch; psycopg2 and fastavro, no numpy/onnxruntime
+        # Powertools (core) for the SQS batch; psycopg2 and polars, no numpy/onnxruntime/fastavro
         "loader": ("core", "history", "btcpred"),
     }
 )

@@ -158,6 +158,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
     try:
         migrate(conn)
         rejected = rows = skipped = 0
+        partitions: set[str] = set()
         started = time.monotonic()
         for source in args.source:
             bucket, keys, fetch = _objects(source, args.s3_endpoint)
@@ -165,7 +166,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
             for key in keys:
                 data, etag = fetch(key)
                 try:
-                    result = load_object(conn, bucket, key, data, etag=etag)
+                    result = load_object(conn, bucket, key, data, etag=etag, partitions=partitions)
                 except ObjectRejected as exc:
                     rejected += 1
                     bar.note(f"rejected {key}: {exc}")

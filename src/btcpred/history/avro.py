@@ -14,14 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import fastavro
-
 from btcpred.history.records import AVRO_SCHEMA
 
 __all__ = ["Container", "ObjectFormatError", "encode", "scan"]
 
 _MAGIC: Final = b"Obj\x01"
-_PARSED = fastavro.parse_schema(AVRO_SCHEMA)
 _CODECS: Final = frozenset({"null", "deflate"})
 
 
@@ -41,8 +38,12 @@ class Container:
 
 def encode(rows: Iterable[Mapping[str, Any]], *, codec: str = "deflate") -> bytes:
     """Rows (dicts in the history schema) as one Avro container file."""
+    import fastavro  # the writer's only: the loader checks and decodes without it
+
     out = io.BytesIO()
-    fastavro.writer(out, _PARSED, rows, codec=codec, sync_interval=64 * 1024)
+    fastavro.writer(
+        out, fastavro.parse_schema(AVRO_SCHEMA), rows, codec=codec, sync_interval=1 << 16
+    )
     return out.getvalue()
 
 

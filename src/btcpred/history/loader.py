@@ -40,7 +40,12 @@ import polars as pl
 
 from btcpred.history.avro import Container, ObjectFormatError, scan
 from btcpred.history.layout import CHUNK_MS, parse_key
-from btcpred.history.migrations import Connection, ensure_partitions, month_partitions
+from btcpred.history.migrations import (
+    Connection,
+    ensure_partitions,
+    month_partitions,
+    partition_name,
+)
 from btcpred.history.records import AVRO_SCHEMA, DATA_TYPES
 
 __all__ = ["COLUMNS", "LoadResult", "ObjectChangedError", "ObjectRejected", "load_object"]
@@ -184,11 +189,6 @@ def _frame(data: bytes, container: Container) -> pl.DataFrame:
     )
 
 
-def _first_bad(df: pl.DataFrame, condition: pl.Expr) -> int | None:
-    bad = df.with_row_index("_row").filter(~condition.fill_null(False)).select("_row").head(1)
-    return None if bad.height == 0 else int(bad.item())
-
-
 def _validate(df: pl.DataFrame, key: str) -> None:
     c = pl.col
     rules: list[tuple[str, pl.Expr]] = [
@@ -210,8 +210,18 @@ def _validate(df: pl.DataFrame, key: str) -> None:
             ),
         ),
     ]
-    for reason, rule in rules:
-        row = _first_bad(df, rule)
+    rules.append(
+        (
+            "the same row (timestamp, trade_id) twice",
+            ~pl.struct("timestamp", "trade_id").is_duplicated(),
+        )
+    )
+    # one pass: the first failing row of every rule (null: none fails)
+    firsts = df.select(
+        pl.arg_where(~rule.fill_null(False)).first().alias(str(i))
+        for i, (_, rule) in enumerate(rules)
+    ).row(0)
+    for (reason, _), row in zip(rules, firsts, strict=True):
         if row is not None:
             raise ObjectRejected(f"row {row}: {reason}")
     if df.height == 0:
@@ -220,9 +230,6 @@ def _validate(df: pl.DataFrame, key: str) -> None:
     types = df["data_type"].unique().to_list()
     if len(symbols) != 1 or len(types) != 1:
         raise ObjectRejected(f"an object holds one symbol and data type, not {symbols} {types}")
-    twice = _first_bad(df, ~pl.struct("timestamp", "trade_id").is_duplicated())
-    if twice is not None:
-        raise ObjectRejected(f"row {twice}: the same row (timestamp, trade_id) twice")
     try:
         layout = parse_key(key)
     except ValueError:
@@ -287,6 +294,13 @@ class _Pipe(io.RawIOBase):
         return item
 
 
+def _source(df: pl.DataFrame) -> io.RawIOBase | io.BytesIO:
+    """What ``COPY`` reads: one CSV buffer for a small frame, else a :class:`_Pipe`."""
+    if df.height <= _SLICE_ROWS:
+        return io.BytesIO(b"".join(_csv_slices(df)))
+    return _Pipe(df)
+
+
 def _copy_sql(table: str) -> str:
     return f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN"  # noqa: S608 - fixed names
 
@@ -298,7 +312,7 @@ def _insert_new(cur: Any, df: pl.DataFrame, span: tuple[int, int]) -> int:
         f"CREATE TEMP TABLE history_stage ON COMMIT DROP AS "  # noqa: S608 - fixed names
         f"SELECT {names} FROM market_data WITH NO DATA"
     )
-    cur.copy_expert(_copy_sql("history_stage"), _Pipe(df), size=1 << 20)
+    cur.copy_expert(_copy_sql("history_stage"), _source(df), size=1 << 20)
     first, last = span
     cur.execute(
         f"INSERT INTO market_data ({names}) SELECT {names} FROM history_stage s "  # noqa: S608
@@ -339,12 +353,20 @@ def _chunk_locks(df: pl.DataFrame) -> list[str]:
 
 
 def load_object(
-    conn: Connection, bucket: str, key: str, data: bytes, *, etag: str | None = None
+    conn: Connection,
+    bucket: str,
+    key: str,
+    data: bytes,
+    *,
+    etag: str | None = None,
+    partitions: set[str] | None = None,
 ) -> LoadResult:
     """Load one object into ``market_data`` exactly once (see the module docstring).
 
     The connection must not be in autocommit mode; on any error the transaction is rolled back
-    and the connection is left usable.
+    and the connection is left usable. ``partitions`` is the caller's cache of the monthly
+    partitions known to exist on this database (one set per connection): a month in it is not
+    checked again; drop the set with the connection after a failure.
 
     Raises
     ------
@@ -361,45 +383,52 @@ def load_object(
     span: tuple[int, int] | None = None
     if rows:
         span = (int(df["timestamp"].min()), int(df["timestamp"].max()))  # type: ignore[arg-type]
-        created = ensure_partitions(conn, month_partitions(*span))
+        months = month_partitions(*span)
+        needed = [m for m in months if partitions is None or partition_name(m) not in partitions]
+        if needed:
+            created = ensure_partitions(conn, needed)
+            if partitions is not None:
+                partitions.update(partition_name(m) for m in needed)
     cur = conn.cursor()
     try:
-        for lock in _chunk_locks(df) if rows else [f"history:{bucket}/{key}"]:
-            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,))
+        locks = _chunk_locks(df) if rows else [f"history:{bucket}/{key}"]
         cur.execute(
-            "SELECT etag FROM history_objects WHERE bucket = %s AND key = %s", (bucket, key)
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(l, 0)))"
+            " FROM (SELECT unnest(%s::text[]) AS l ORDER BY 1) AS ordered",
+            (locks,),
         )
-        found = cur.fetchone()
-        if found is not None:
-            conn.rollback()
-            if etag is not None and found[0] is not None and found[0] != etag:
-                raise ObjectChangedError(
-                    f"s3://{bucket}/{key} was loaded with ETag {found[0]}, now it is {etag}"
-                )
-            return LoadResult(bucket, key, rows, 0, 0, True, created, _since(started))
         symbol = df["symbol"][0] if rows else None
         data_type = df["data_type"][0] if rows else None
+        first, last = span if span is not None else (0, 0)
+        cur.execute(
+            "SELECT (SELECT etag FROM history_objects WHERE bucket = %s AND key = %s),"
+            " EXISTS (SELECT 1 FROM history_objects WHERE bucket = %s AND key = %s),"
+            " EXISTS (SELECT 1 FROM history_objects WHERE symbol = %s AND data_type = %s"
+            " AND first_ts <= to_timestamp(%s / 1000.0) AND last_ts >= to_timestamp(%s / 1000.0))",
+            (bucket, key, bucket, key, symbol, data_type, last, first),
+        )
+        known_etag, loaded, overlaps = cur.fetchone()
+        if loaded:
+            conn.rollback()
+            if etag is not None and known_etag is not None and known_etag != etag:
+                raise ObjectChangedError(
+                    f"s3://{bucket}/{key} was loaded with ETag {known_etag}, now it is {etag}"
+                )
+            return LoadResult(bucket, key, rows, 0, 0, True, created, _since(started))
         inserted = 0
         if span is not None:
-            cur.execute(
-                "SELECT 1 FROM history_objects WHERE symbol = %s AND data_type = %s"
-                " AND first_ts <= to_timestamp(%s / 1000.0)"
-                " AND last_ts >= to_timestamp(%s / 1000.0) LIMIT 1",
-                (symbol, data_type, span[1], span[0]),
-            )
-            overlaps = cur.fetchone() is not None
             copy_frame = _as_copy_frame(df)
             if overlaps:
                 inserted = _insert_new(cur, copy_frame, span)
             else:
-                cur.copy_expert(_copy_sql("market_data"), _Pipe(copy_frame), size=1 << 20)
+                cur.copy_expert(_copy_sql("market_data"), _source(copy_frame), size=1 << 20)
                 inserted = rows
-        first, last = span if span is not None else (None, None)
         cur.execute(
             "INSERT INTO history_objects (bucket, key, etag, symbol, data_type, rows, inserted,"
             " duplicates, first_ts, last_ts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
             " to_timestamp(%s / 1000.0), to_timestamp(%s / 1000.0))",
-            (bucket, key, etag, symbol, data_type, rows, inserted, rows - inserted, first, last),
+            (bucket, key, etag, symbol, data_type, rows, inserted, rows - inserted)
+            + ((first, last) if span is not None else (None, None)),
         )
         conn.commit()
         return LoadResult(

@@ -136,6 +136,7 @@ class LoaderService:
         self._fetch = fetch
         self._transient = transient
         self._conn: Any = None
+        self._partitions: set[str] = set()
 
     def connection(self) -> Connection:
         """The live connection, made (and the schema migrated) when there is none."""
@@ -149,6 +150,7 @@ class LoaderService:
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
+        self._partitions = set()
         if conn is not None:
             try:
                 conn.close()
@@ -158,7 +160,14 @@ class LoaderService:
     def load(self, ref: ObjectRef) -> LoadResult:
         """Fetch and load one object (raises what :func:`load_object` raises)."""
         data, etag = self._fetch(ref.bucket, ref.key)
-        return load_object(self.connection(), ref.bucket, ref.key, data, etag=etag or ref.etag)
+        return load_object(
+            self.connection(),
+            ref.bucket,
+            ref.key,
+            data,
+            etag=etag or ref.etag,
+            partitions=self._partitions,
+        )
 
     def handle(self, event: Mapping[str, Any]) -> BatchOutcome:
         """Load every object of the event; see the module docstring for what fails how."""
