@@ -204,13 +204,78 @@ def _bench_ingest(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
+def _bench_loader(args: argparse.Namespace) -> dict[str, Any]:
+    import os
+
+    # polars on one thread: the target is per core (read when polars is first imported)
+    os.environ["POLARS_MAX_THREADS"] = "1"
+    import psycopg2
+
+    from btcpred.bench import pin_to_one_cpu
+    from btcpred.bench.loader import (
+        agg_trades_from_trades,
+        pin_postgres,
+        run_loader_bench,
+        tile_agg_trades,
+    )
+    from btcpred.events import Trade
+    from btcpred.klines import read_klines
+    from btcpred.sim.services import PostgresServer
+
+    def say(line: str) -> None:
+        if not args.json:
+            print(f"bench loader: {line}", file=sys.stderr, flush=True)
+
+    fixtures = _REPO_ROOT / "fixtures" / "binance"
+    paths = args.klines or sorted(fixtures.glob("btcusdt_1m_*.csv.gz"))
+    if not paths:
+        raise CliError("no kline files; pass --klines FILE")
+    klines = [k for path in paths for k in read_klines(path)]
+    klines = sorted({k.open_time_ms: k for k in klines}.values(), key=lambda k: k.open_time_ms)
+    capture = _load(args.capture)
+    base = agg_trades_from_trades([e for e in capture.events if isinstance(e, Trade)])
+    trades = tile_agg_trades(base, args.agg_trades)
+    names = ", ".join(p.name for p in paths)
+    say(f"klines from {names}; {len(base):,} aggTrades from the capture, tiled")
+    with contextlib.ExitStack() as stack:
+        url = args.database
+        if url is None:
+            server = stack.enter_context(PostgresServer(database="btcpred_bench"))
+            url = server.url
+            cpus = os.sched_getaffinity(0)
+            if len(cpus) > 1 and server.data_dir is not None:
+                pin_postgres(server.data_dir, cpus - {min(cpus)})
+        pin_to_one_cpu()
+        say(f"PostgreSQL at {url.split('@')[-1]}, this process on one CPU, PostgreSQL on the rest")
+        result = run_loader_bench(
+            lambda: psycopg2.connect(url), klines, trades, naive_rows=args.naive_rows, progress=say
+        )
+    data: dict[str, Any] = result.as_dict()
+    if not args.json:
+        d = data
+        print(
+            f"loader       {d['rows_per_s']:>10,} rows/s ({d['rows']:,} in {d['objects']} objects)"
+        )
+        print(
+            f"  klines     {d['kline_rows_per_s']:>10,} rows/s ({d['kline_objects']} day objects)"
+        )
+        print(
+            f"  aggTrades  {d['agg_trade_rows_per_s']:>10,} rows/s "
+            f"({d['agg_trade_objects']} hour objects)"
+        )
+        print(f"naive INSERT {d['naive_rows_per_s']:>10,} rows/s ({d['naive_rows']:,} rows)")
+        print(f"ratio        {data['ratio_to_naive']:>10}x")
+    return data
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from btcpred.bench import pin_to_one_cpu
 
     if args.redis_url is not None and args.name in ("aggregator", "inference"):
         redis_url(args.redis_url)  # before the capture loads and the bench processes start
-    if args.name in ("imports", "ingest"):
-        data = _bench_imports(args) if args.name == "imports" else _bench_ingest(args)
+    if args.name in ("imports", "ingest", "loader"):
+        runner = {"imports": _bench_imports, "ingest": _bench_ingest, "loader": _bench_loader}
+        data = runner[args.name](args)
         if args.json:
             print(orjson.dumps(data).decode())
         return 0
@@ -237,7 +302,7 @@ def add_bench_parser(sub: Any, count: Callable[[str], int]) -> None:
     bench = sub.add_parser("bench", help="run a benchmark")
     bench.add_argument(
         "name",
-        choices=["sbe", "aggregator", "model", "inference", "imports", "ingest"],
+        choices=["sbe", "aggregator", "model", "inference", "imports", "ingest", "loader"],
         help="which benchmark",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -262,4 +327,25 @@ def add_bench_parser(sub: Any, count: Callable[[str], int]) -> None:
         help="ingest: seconds of the recorded-rate phase (default 20)",
     )
     bench.add_argument("--model", help="model: model or registry location (default: ./models)")
+    bench.add_argument(
+        "--klines",
+        type=Path,
+        action="append",
+        help="loader: 1-minute kline CSV files (default: the fixtures')",
+    )
+    bench.add_argument(
+        "--agg-trades",
+        type=count,
+        default=300_000,
+        help="loader: aggTrade rows, from the capture's trades tiled in time (default 300,000)",
+    )
+    bench.add_argument(
+        "--naive-rows",
+        type=count,
+        default=20_000,
+        help="loader: rows per data type the naive row-by-row INSERT loads (default 20,000)",
+    )
+    bench.add_argument(
+        "--database", help="loader: an empty PostgreSQL database URL (default: a throwaway one)"
+    )
     bench.set_defaults(func=_cmd_bench)

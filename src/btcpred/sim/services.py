@@ -384,6 +384,11 @@ class PostgresServer(Service):
         self.port = 0
 
     @property
+    def data_dir(self) -> Path | None:
+        """The cluster's data directory (``None`` before :meth:`start`)."""
+        return None if self._dir is None else self._dir / "data"
+
+    @property
     def url(self) -> str:
         """libpq URL, e.g. ``postgresql://postgres@127.0.0.1:5439/btcpred_test``."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self._database}"
