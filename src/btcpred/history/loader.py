@@ -31,7 +31,7 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from queue import Queue
 from typing import Any, Final
@@ -246,8 +246,15 @@ def _validate(df: pl.DataFrame, key: str) -> None:
 
 
 def _as_copy_frame(df: pl.DataFrame) -> pl.DataFrame:
-    return df.with_columns(
-        pl.from_epoch(pl.col(name), time_unit="ms").dt.replace_time_zone("UTC") for name in _TIMES
+    """The frame ``COPY`` sends: times as UTC timestamps, and without the columns that are null
+    in every row (a kline has no trade ids, a trade no OHLC): PostgreSQL fills those with NULL
+    without parsing a field per row."""
+    nulls = df.null_count().row(0)
+    keep = [c for c, n in zip(df.columns, nulls, strict=True) if n < df.height or c in _REQUIRED]
+    return df.select(keep).with_columns(
+        pl.from_epoch(pl.col(name), time_unit="ms").dt.replace_time_zone("UTC")
+        for name in _TIMES
+        if name in keep
     )
 
 
@@ -301,8 +308,8 @@ def _source(df: pl.DataFrame) -> io.RawIOBase | io.BytesIO:
     return _Pipe(df)
 
 
-def _copy_sql(table: str) -> str:
-    return f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN"  # noqa: S608 - fixed names
+def _copy_sql(table: str, columns: Sequence[str]) -> str:
+    return f"COPY {table} ({', '.join(columns)}) FROM STDIN"  # noqa: S608 - known names
 
 
 def _insert_new(cur: Any, df: pl.DataFrame, span: tuple[int, int]) -> int:
@@ -312,7 +319,7 @@ def _insert_new(cur: Any, df: pl.DataFrame, span: tuple[int, int]) -> int:
         f"CREATE TEMP TABLE history_stage ON COMMIT DROP AS "  # noqa: S608 - fixed names
         f"SELECT {names} FROM market_data WITH NO DATA"
     )
-    cur.copy_expert(_copy_sql("history_stage"), _source(df), size=1 << 20)
+    cur.copy_expert(_copy_sql("history_stage", df.columns), _source(df), size=1 << 20)
     first, last = span
     cur.execute(
         f"INSERT INTO market_data ({names}) SELECT {names} FROM history_stage s "  # noqa: S608
@@ -421,7 +428,11 @@ def load_object(
             if overlaps:
                 inserted = _insert_new(cur, copy_frame, span)
             else:
-                cur.copy_expert(_copy_sql("market_data"), _source(copy_frame), size=1 << 20)
+                # a chunk lies in one month: straight into its partition, no routing per row
+                target = partition_name(months[0]) if len(months) == 1 else "market_data"
+                cur.copy_expert(
+                    _copy_sql(target, copy_frame.columns), _source(copy_frame), size=1 << 20
+                )
                 inserted = rows
         cur.execute(
             "INSERT INTO history_objects (bucket, key, etag, symbol, data_type, rows, inserted,"
