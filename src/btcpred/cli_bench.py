@@ -205,10 +205,9 @@ def _bench_ingest(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _bench_loader(args: argparse.Namespace) -> dict[str, Any]:
-    import os
+    from btcpred.bench.loader import one_polars_thread
 
-    # polars on one thread: the target is per core (read when polars is first imported)
-    os.environ["POLARS_MAX_THREADS"] = "1"
+    one_polars_thread()  # before polars is first imported
     import psycopg2
 
     from btcpred.bench import pin_to_one_cpu
@@ -242,9 +241,8 @@ def _bench_loader(args: argparse.Namespace) -> dict[str, Any]:
         if url is None:
             server = stack.enter_context(PostgresServer(database="btcpred_bench"))
             url = server.url
-            cpus = os.sched_getaffinity(0)
-            if len(cpus) > 1 and server.data_dir is not None:
-                pin_postgres(server.data_dir, cpus - {min(cpus)})
+            if server.data_dir is not None:
+                pin_postgres(server.data_dir)
         pin_to_one_cpu()
         say(f"PostgreSQL at {url.split('@')[-1]}, this process on one CPU, PostgreSQL on the rest")
         result = run_loader_bench(

@@ -27,7 +27,14 @@ from btcpred.events import Trade
 from btcpred.history.records import DataType
 from btcpred.klines import Kline
 
-__all__ = ["LoaderBench", "agg_trades_from_trades", "run_loader_bench", "tile_agg_trades"]
+__all__ = [
+    "LoaderBench",
+    "agg_trades_from_trades",
+    "one_polars_thread",
+    "pin_postgres",
+    "run_loader_bench",
+    "tile_agg_trades",
+]
 
 
 @dataclass(frozen=True)
@@ -252,9 +259,20 @@ def run_loader_bench(
     )
 
 
-def pin_postgres(data_dir: Path, cpus: set[int]) -> None:
-    """Move a running PostgreSQL (its postmaster and every process it has forked) to ``cpus``;
-    backends forked later inherit them."""
+def one_polars_thread() -> None:
+    """Run polars on one thread (``POLARS_MAX_THREADS``, read when polars is first imported):
+    the target is per core, and a Lambda function of 1 GB has less than one vCPU."""
+    os.environ["POLARS_MAX_THREADS"] = "1"
+
+
+def pin_postgres(data_dir: Path) -> None:
+    """Move a running PostgreSQL (its postmaster and every process it has forked) to every CPU
+    but the lowest, which :func:`btcpred.bench.pin_to_one_cpu` gives the bench; backends forked
+    later inherit the set. Nothing to do on one CPU."""
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        return
+    available = os.sched_getaffinity(0)
+    cpus = available - {min(available)}
     pid = int((data_dir / "postmaster.pid").read_text().split()[0])
     targets = {pid}
     for entry in Path("/proc").iterdir():
