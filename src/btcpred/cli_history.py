@@ -162,7 +162,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
         started = time.monotonic()
         for source in args.source:
             bucket, keys, fetch = _objects(source, args.s3_endpoint)
-            bar = Progress(len(keys), label="load ")
+            bar = Progress(len(keys), label="load ", unit="objects")
             for key in keys:
                 data, etag = fetch(key)
                 try:
@@ -195,6 +195,37 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     print(f"migrations applied: {applied}" if applied else "the schema is up to date")
+    return 0
+
+
+def _cmd_serve_rest(args: argparse.Namespace) -> int:
+    from btcpred.bench.loader import agg_trades_from_trades
+    from btcpred.cli_checks import input_file
+    from btcpred.events import Trade
+    from btcpred.klines import read_klines
+    from btcpred.sim.binance_rest import BinanceRestServer
+    from btcpred.sources.capture import load_capture
+
+    klines = [k for path in args.klines for k in read_klines(input_file(path, "klines file"))]
+    trades = []
+    if args.capture:
+        capture = load_capture([input_file(p, "capture file") for p in args.capture])
+        trades = agg_trades_from_trades([e for e in capture.events if isinstance(e, Trade)])
+    server = BinanceRestServer(klines, agg_trades=trades, port=args.port).start()
+    try:
+        print(
+            f"Binance REST at {server.url}: {len(klines):,} klines, {len(trades):,} aggTrades "
+            "(Ctrl-C stops)",
+            file=sys.stderr,
+            flush=True,
+        )
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0
 
 
@@ -248,6 +279,18 @@ def add_history_parsers(sub: Any) -> None:
     )
     load.add_argument("--s3-endpoint", help="S3 endpoint URL (a local moto server)")
     load.set_defaults(func=_cmd_load)
+
+    serve = sub.add_parser(
+        "serve-rest",
+        help="serve klines (and a capture's trades as aggTrades) the Binance REST way, locally",
+    )
+    serve.add_argument("--klines", type=Path, action="append", required=True, help="kline CSV")
+    serve.add_argument(
+        "--capture", type=Path, action="append", help="capture file: its trades as aggTrades"
+    )
+    serve.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: free)")
+    serve.add_argument("--duration", type=float, help="seconds to serve (default: until Ctrl-C)")
+    serve.set_defaults(func=_cmd_serve_rest)
 
     db = sub.add_parser("db", help="the history database's schema")
     dsub = db.add_subparsers(dest="db_command", required=True)

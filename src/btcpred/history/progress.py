@@ -29,11 +29,12 @@ class Progress:
         total: int,
         *,
         label: str = "",
+        unit: str = "chunks",
         out: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         log_every_s: float = 5.0,
     ) -> None:
-        self.total, self.label = total, label
+        self.total, self.label, self.unit = total, label, unit
         self.done = self.rows = self.skipped = 0
         self._out = out if out is not None else sys.stderr
         self._clock = clock
@@ -60,7 +61,7 @@ class Progress:
         eta = self.eta_s()
         return (
             f"{self.label}[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-            f"chunks ({pct:.0f}%), {self.rows:,} rows, {self.skipped} already there, "
+            f"{self.unit} ({pct:.0f}%), {self.rows:,} rows, {self.skipped} already there, "
             f"elapsed {format_duration(self._clock() - self._started)}, "
             f"ETA {'?' if eta is None else format_duration(eta)}"
         )

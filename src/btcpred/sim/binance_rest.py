@@ -229,6 +229,8 @@ class BinanceRestServer(Service):
         Request weight allowed per wall-clock minute (Binance's default is 6000).
     wall_ms
         The wall clock the weight minutes are counted on (tests pass a fake one).
+    port
+        The port to bind on 127.0.0.1 (0: a free one).
     """
 
     def __init__(
@@ -240,6 +242,7 @@ class BinanceRestServer(Service):
         agg_trades: Sequence[AggTrade] = (),
         weight_limit: int = 6000,
         wall_ms: Callable[[], int] | None = None,
+        port: int = 0,
     ) -> None:
         if not klines_1m:
             raise ValueError("klines_1m is empty")
@@ -256,6 +259,7 @@ class BinanceRestServer(Service):
         ):
             raise ValueError("agg_trades are not in increasing id and time order")
         self.weight_limit = weight_limit
+        self._port = port
         self._wall: Callable[[], int] = wall_ms or (lambda: time.time_ns() // 1_000_000)
         self._weight_minute = -1
         self.used_weight = 0
@@ -282,7 +286,7 @@ class BinanceRestServer(Service):
     def start(self) -> Self:
         """Bind a free 127.0.0.1 port, serve from a daemon thread and return ``self``."""
         self._stopping.clear()
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = _HTTPServer(("127.0.0.1", self._port), _Handler)
         self._httpd.app = self
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
