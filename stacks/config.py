@@ -144,7 +144,7 @@ class EnvConfig:
     prediction_interval_s: float = 1.5
     # the fallback poller (REST -> Redis every poller_interval_s, one invocation a minute)
     poller_memory_mb: int = 256
-    poller_interval_s: float = 5.0
+    poller_interval_s: float = 2.0
     fallback_ttl_s: int = 30
     """How long a fallback features document lives in Redis (several polls' worth)."""
     # the history loader (S3 Avro -> PostgreSQL, from an SQS queue)

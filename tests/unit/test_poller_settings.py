@@ -12,7 +12,7 @@ def test_defaults_are_the_contracts() -> None:
     s = PollerSettings.from_env({})
 
     assert s.symbols == ("BTCUSDT",)
-    assert (s.interval_s, s.fallback_ttl_s, s.stop_margin_ms) == (5.0, 30, 3_000)
+    assert (s.interval_s, s.fallback_ttl_s, s.stop_margin_ms) == (2.0, 30, 3_000)
     assert s.binance_rest_url == "https://data-api.binance.vision"
     assert s.rest_timeout_s == 1.0
     assert s.redis_url == "redis://localhost:6379/0"

@@ -58,7 +58,7 @@ class PollerSettings:
     redis_cluster: bool = False
     redis_auth_secret_arn: str | None = None
     features_prefix: str = "features"
-    interval_s: float = 5.0
+    interval_s: float = 2.0
     fallback_ttl_s: int = 30
     stop_margin_ms: int = 3_000
 
