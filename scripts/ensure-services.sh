@@ -35,6 +35,8 @@ missing_packages() {
   # redis-cli joins the throwaway Redis Cluster's nodes (redis-server depends on it on Debian)
   command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-tools)
   pg_bindir >/dev/null || pkgs+=(postgresql)
+  # openssl makes the certificate of the TLS-only PostgreSQL the loader's TLS test starts
+  command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
   echo "${pkgs[*]:-}"
 }
 

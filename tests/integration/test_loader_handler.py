@@ -200,3 +200,54 @@ def test_the_database_secret_gives_the_connection(
         assert conn.get_dsn_parameters()["sslmode"] == "disable"
     finally:
         conn.close()
+
+
+@pytest.fixture(scope="module")
+def tls_database_url() -> Iterator[str]:
+    """A PostgreSQL that accepts TLS connections only (``rds.force_ssl`` as on RDS)."""
+    from btcpred.sim.services import PostgresServer
+
+    server = PostgresServer(tls=True).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def test_the_loader_connects_over_tls_with_the_secret(
+    aws_env: pytest.MonkeyPatch, tls_database_url: str, warmup_klines: list[Kline]
+) -> None:
+    from urllib.parse import urlsplit
+
+    from btcpred.history.aws import connect
+    from btcpred.history.service import LoaderService, ObjectRef
+    from btcpred.settings.history import DatabaseSettings
+
+    parts = urlsplit(tls_database_url)
+    secret = {
+        "host": parts.hostname,
+        "port": parts.port,
+        "username": "postgres",
+        "password": "unused",
+        "dbname": parts.path.lstrip("/"),
+    }
+    (key, data), _ = kline_objects(warmup_klines)
+    with mock_aws():
+        sm = boto3.client("secretsmanager", region_name="us-east-1")
+        arn = sm.create_secret(Name="btcpred/tls", SecretString=json.dumps(secret))["ARN"]
+        settings = DatabaseSettings.from_env({"DATABASE_SECRET_ARN": arn})
+        assert settings.sslmode == "require"
+        service = LoaderService(
+            lambda: connect(settings, secrets=sm),
+            lambda _b, _k: (data, None),
+            transient=(psycopg2.Error,),
+        )
+        assert service.load(ObjectRef(BUCKET, key, None, None, None)).inserted == 360
+        conn = service.connection()
+        with conn.cursor() as cur:  # type: ignore[attr-defined]
+            cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            assert cur.fetchone() == (True,)
+        conn.rollback()
+    plain = tls_database_url + "?sslmode=disable"
+    with pytest.raises(psycopg2.OperationalError, match="rejects"):
+        psycopg2.connect(plain)

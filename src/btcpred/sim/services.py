@@ -363,6 +363,9 @@ class PostgresServer(Service):
         OS account that owns the cluster when running as root.
     base_dir
         Parent of the temp directory (``os_user`` must traverse it); ``None``: e.g. ``/tmp``.
+    tls
+        Serve TLS only (a throwaway self-signed certificate made with ``openssl``; plain
+        connections are refused by ``pg_hba.conf``), as RDS with ``rds.force_ssl`` does.
     """
 
     def __init__(
@@ -373,7 +376,9 @@ class PostgresServer(Service):
         start_timeout: int = 30,
         os_user: str = "postgres",
         base_dir: str | None = None,
+        tls: bool = False,
     ) -> None:
+        self._tls = tls
         self._bindir = Path(bindir) if bindir else None
         self._database = database
         self._timeout = start_timeout
@@ -409,6 +414,9 @@ class PostgresServer(Service):
             self._run([str(bindir / "initdb"), "-D", str(data), *_INITDB_OPTS], "initdb")
             self.port = free_port()
             opts = f"-p {self.port} -k {self._dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+            if self._tls:
+                self._make_tls(data)
+                opts += " -c ssl=on"
             pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w"]
             self._run([*pg_ctl, "-t", str(self._timeout), "-o", opts, "start"], "pg_ctl start", log)
             createdb = bindir / "createdb"
@@ -420,6 +428,44 @@ class PostgresServer(Service):
             self.stop()
             raise
         return self
+
+    def _make_tls(self, data: Path) -> None:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise ServiceNotInstalledError(
+                "openssl not found; install it with `apt-get install -y openssl`"
+            )
+        key, cert = data / "server.key", data / "server.crt"
+        self._run(
+            [
+                openssl,
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            "openssl req",
+        )
+        self._run(["chmod", "600", str(key)], "chmod server.key")
+        hba = data / "pg_hba.conf"
+        self._run(
+            [
+                "sh",
+                "-c",
+                f"printf 'local all all trust\\nhostssl all all 127.0.0.1/32 trust\\n"
+                f"hostnossl all all 0.0.0.0/0 reject\\n' > {hba}",
+            ],
+            "pg_hba.conf",
+        )
 
     def _run_as_prefix(self, directory: Path) -> list[str]:
         if os.geteuid() != 0:
