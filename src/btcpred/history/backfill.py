@@ -30,6 +30,7 @@ import io
 import re
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,7 +355,7 @@ def read_dump(path: Path, data_type: DataType) -> Iterator[Kline | AggTrade]:
                     raise DumpFormatError(f"{where}:{line_no}: not after the previous row")
                 previous, count = order, count + 1
                 yield item
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
         raise DumpFormatError(f"{path}: cannot read it ({exc})") from None
     if count == 0:
         raise DumpFormatError(f"{path}: no rows")
