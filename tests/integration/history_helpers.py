@@ -11,6 +11,7 @@ from typing import Any
 import psycopg2
 
 from btcpred.aggtrades import AggTrade
+from btcpred.bench.loader import agg_trades_from_trades
 from btcpred.events import Trade
 from btcpred.history.avro import encode
 from btcpred.history.layout import object_key
@@ -32,34 +33,8 @@ def kline_objects(klines: Sequence[Kline], symbol: str = "BTCUSDT") -> list[tupl
 
 
 def agg_trades_from(trades: Sequence[Trade]) -> list[AggTrade]:
-    """Aggregate consecutive trades of one taker order (same time, price and side), as Binance
-    does for ``aggTrades``."""
-    out: list[AggTrade] = []
-    for t in trades:
-        ms = t.transact_time_us // 1000
-        last = out[-1] if out else None
-        if (
-            last is not None
-            and last.time_ms == ms
-            and last.price == t.price
-            and last.is_buyer_maker == t.is_buyer_maker
-            and last.last_trade_id + 1 == t.trade_id
-        ):
-            out[-1] = AggTrade(
-                last.agg_id,
-                last.price,
-                last.quantity + t.qty,
-                last.first_trade_id,
-                t.trade_id,
-                ms,
-                last.is_buyer_maker,
-            )
-        else:
-            agg_id = out[-1].agg_id + 1 if out else 1_000_000
-            out.append(
-                AggTrade(agg_id, t.price, t.qty, t.trade_id, t.trade_id, ms, t.is_buyer_maker)
-            )
-    return out
+    """The capture's trades as Binance's ``aggTrades`` (the bench's aggregation, one place)."""
+    return agg_trades_from_trades(trades)
 
 
 def agg_trade_objects(
