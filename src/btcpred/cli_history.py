@@ -72,6 +72,10 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
             server_now = client.server_time_ms()
         except BinanceRestError as exc:
             raise CliError(f"--rest-url {args.rest_url}: {exc}") from None
+        if start >= server_now:
+            raise CliError(
+                f"--from is not before the server's time ({server_now} ms): nothing to fetch"
+            )
         plan = chunks(args.symbol or "BTCUSDT", args.data_type or "kline_1m", start, end)
         bar.total = len(plan)
         rest = RestSource(client, max_weight=args.max_weight, note=bar.note)
@@ -86,7 +90,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
             prefix=prefix,
             progress=bar,
         )
-    if bar.done < bar.total or bar.total == 0:
+    if not 0 < bar.total == bar.done:  # the finished bar has printed itself
         bar.show(force=True)
     print(
         f"backfill: {report.written} objects written ({report.rows:,} rows), "

@@ -406,6 +406,26 @@ def test_rows_out_of_order_and_a_zip_without_csv(klines: list[Kline], tmp_path: 
 # ---- the command ----------------------------------------------------------------------------
 
 
+def test_a_range_after_the_server_time_is_a_one_line_error(
+    rest: BinanceRestServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "backfill",
+        "--rest-url",
+        rest.url,
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-02",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]]
+    assert "not before the server's time" in err[0]
+
+
 def test_the_cli_backfills_and_reruns_to_nothing(
     rest: BinanceRestServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -230,6 +230,7 @@ def _bad_objects() -> dict[str, tuple[str, bytes]]:
     fastavro.writer(out, fastavro.parse_schema(other_schema), [])
     return {
         "truncated": (key, good[:-30]),
+        "cut right after the header (reads as no rows)": (key, encode([])),
         "cut in the header": (key, good[:40]),
         "not avro": (key, b"PAR1 this is not an avro file"),
         "empty": (key, b""),

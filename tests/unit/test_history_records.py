@@ -159,6 +159,18 @@ def test_an_s3_sink_creates_only_if_absent(monkeypatch: pytest.MonkeyPatch) -> N
         assert sink.describe("market/a.avro") == "s3://history-bucket/market/a.avro"
 
 
+def test_progress_of_an_unknown_total_keeps_to_its_cadence() -> None:
+    now = [0.0]
+    out = io.StringIO()
+    bar = Progress(0, out=out, clock=lambda: now[0], log_every_s=5)
+    for _ in range(50):  # dump chunks as they come: one line, not fifty
+        bar.advance(1440)
+    assert out.getvalue().splitlines() == ["1 chunks, 1,440 rows, 0 already there, elapsed 0s"]
+    now[0] = 6.0
+    bar.advance(1440)
+    assert out.getvalue().splitlines()[-1] == "51 chunks, 73,440 rows, 0 already there, elapsed 6s"
+
+
 def test_progress_eta_from_the_chunks_fetched() -> None:
     now = [0.0]
     out = io.StringIO()

@@ -40,7 +40,7 @@ from btcpred.aggtrades import AggTrade, agg_trade_from_row
 from btcpred.history.avro import encode
 from btcpred.history.layout import CHUNK_MS, DEFAULT_PREFIX, Chunk, chunks, object_key, parse_key
 from btcpred.history.progress import Progress
-from btcpred.history.records import DataType, Source, agg_trade_record, kline_record
+from btcpred.history.records import DataType, agg_trade_record, kline_record
 from btcpred.history.sinks import Sink
 from btcpred.klines import Kline, kline_from_row
 from btcpred.sources.binance_rest import (
@@ -455,7 +455,6 @@ def backfill_dumps(
         if not records:
             continue
         report.chunks += 1
-        bar.total = max(bar.total, report.chunks)
         pair = (chunk.symbol, chunk.data_type)
         if pair not in done:
             done[pair] = done_chunks(sink, chunk.symbol, chunk.data_type, prefix)
@@ -489,6 +488,3 @@ def parse_time(text: str) -> int:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return int(when.timestamp() * 1000)
-
-
-_ = Source  # re-exported for type users

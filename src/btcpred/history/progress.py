@@ -54,7 +54,14 @@ class Progress:
         return (self._clock() - self._started) / worked * left
 
     def line(self) -> str:
-        """The current progress line."""
+        """The current progress line (``total == 0``: not known in advance, as for dump files
+        read as they come: no bar, no ETA)."""
+        if self.total == 0:
+            return (
+                f"{self.label}{self.done} {self.unit}, {self.rows:,} rows, "
+                f"{self.skipped} already there, "
+                f"elapsed {format_duration(self._clock() - self._started)}"
+            )
         pct = 100.0 * self.done / self.total if self.total else 100.0
         width = 24
         filled = int(width * pct / 100)
@@ -76,10 +83,11 @@ class Progress:
     def show(self, force: bool = False) -> None:
         """Draw the line (on a terminal always; elsewhere at most every ``log_every_s``)."""
         now = self._clock()
+        finished = 0 < self.total == self.done
         if self._tty:
-            end = "\n" if self.done == self.total else ""
+            end = "\n" if finished else ""
             print(f"\r{self.line()}", end=end, file=self._out, flush=True)
-        elif force or self.done == self.total or now - self._last_line >= self._every:
+        elif force or finished or now - self._last_line >= self._every:
             self._last_line = now
             print(self.line(), file=self._out, flush=True)
 
